@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The blob codec: how a plaintext blob becomes the bytes stored in a pack.
+ *
+ *   id     = SHA-256(plaintext)                  unencrypted repository
+ *          = HMAC-SHA256(id key, plaintext)       encrypted repository
+ *   body   = 0x00 || plaintext                   when zstd saves < 3 %
+ *          = 0x01 || zstd(plaintext, level)       otherwise
+ *   stored = body                                 unencrypted
+ *          = nonce || AES-256-GCM(body, aad = id) || tag    encrypted
+ *
+ * Decoding checks integrity every time: the GCM tag (whose aad binds the
+ * blob to its id) when encrypted, the SHA-256 of the result otherwise.  A
+ * mismatch is -EBADMSG, never wrong bytes.
+ *
+ * A codec is immutable after creation and may be used from many threads at
+ * once (zstd contexts are kept per thread).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto.h"
+
+enum cairn_blob_type {
+        CAIRN_BLOB_DATA = 1,     /* a chunk of file content */
+        CAIRN_BLOB_TREE = 2,     /* one directory (tree.h) */
+        CAIRN_BLOB_CONTENT = 3,  /* a file's chunk list (tree.h) */
+};
+
+/* Compression falls back to raw when it saves less than this (per mille). */
+#define CAIRN_CODEC_MIN_SAVING_PERMILLE 30
+
+/* Largest blob the codec accepts (raw bytes): bounds every allocation a
+ * corrupt length could ask for. */
+#define CAIRN_BLOB_MAX (256u * 1024 * 1024)
+
+struct cairn_codec;
+
+/* @enc_key and @id_key: NULL for an unencrypted repository (both or
+ * neither).  @zstd_level: 1..19 (-EINVAL otherwise).  The keys are copied. */
+int cairn_codec_new(const uint8_t *enc_key, const uint8_t *id_key, int zstd_level,
+                    struct cairn_codec **ret);
+struct cairn_codec *cairn_codec_free(struct cairn_codec *c);   /* accepts NULL */
+
+bool cairn_codec_encrypted(const struct cairn_codec *c);
+
+/* The id of @data (see above). */
+void cairn_codec_id(const struct cairn_codec *c, const void *data, size_t len, uint8_t ret_id[CAIRN_ID_SIZE]);
+
+/* Upper bound of the stored size of a blob of @raw_len bytes. */
+size_t cairn_codec_bound(const struct cairn_codec *c, size_t raw_len);
+
+/* Encode @raw (whose id is @id) into @out, which has room for
+ * cairn_codec_bound(raw_len) bytes; *ret_stored_len receives the size used.
+ * 0, -EFBIG (raw_len > CAIRN_BLOB_MAX), -ENOMEM, -EIO. */
+int cairn_codec_encode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE],
+                       const void *raw, size_t raw_len, void *out, size_t *ret_stored_len);
+
+/* Decode @stored into @out, which must have exactly @raw_len bytes.
+ * -EBADMSG when the blob is damaged, was encoded under another key, does
+ * not decompress to exactly @raw_len bytes or does not hash to @id;
+ * -EFBIG when raw_len > CAIRN_BLOB_MAX; -ENOMEM. */
+int cairn_codec_decode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE],
+                       const void *stored, size_t stored_len, void *out, size_t raw_len);
