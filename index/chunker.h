@@ -39,6 +39,9 @@ int cairn_chunker_new(const struct cairn_chunker_params *params, const uint8_t s
 
 /* Accepts NULL; returns NULL. */
 struct cairn_chunker *cairn_chunker_free(struct cairn_chunker *c);
+static inline void cairn_chunker_freep(struct cairn_chunker **c) {
+        cairn_chunker_free(*c);
+}
 
 const struct cairn_chunker_params *cairn_chunker_params(const struct cairn_chunker *c);
 

@@ -45,6 +45,9 @@ struct cairn_codec;
 int cairn_codec_new(const uint8_t *enc_key, const uint8_t *id_key, int zstd_level,
                     struct cairn_codec **ret);
 struct cairn_codec *cairn_codec_free(struct cairn_codec *c);   /* accepts NULL */
+static inline void cairn_codec_freep(struct cairn_codec **c) {
+        cairn_codec_free(*c);
+}
 
 bool cairn_codec_encrypted(const struct cairn_codec *c);
 

@@ -30,6 +30,8 @@
 
 #define CAIRN_FORMAT_VERSION 1
 
+struct cairn_repo;
+
 struct cairn_repo_params {
         struct cairn_chunker_params chunker;
         int zstd_level;                 /* 1..19, default 3 */

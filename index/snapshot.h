@@ -71,6 +71,10 @@ int cairn_snapshot_write(struct cairn_repo *r, const struct cairn_snapshot *s, u
 /* Read and verify a snapshot file. -ENOENT, -EBADMSG. */
 int cairn_snapshot_read_file(struct cairn_repo *r, const uint8_t id[CAIRN_ID_SIZE], struct cairn_snapshot **ret);
 
+/* The verified JSON of a snapshot file, exactly as written (rebuild puts
+ * these bytes in the index).  *ret malloc'd, NUL-terminated. */
+int cairn_snapshot_read_json(struct cairn_repo *r, const uint8_t id[CAIRN_ID_SIZE], char **ret, size_t *ret_len);
+
 /* Ids of every file in snapshots/ (temporary files skipped). *ret malloc'd. */
 int cairn_snapshot_list_files(struct cairn_repo *r, uint8_t (**ret)[CAIRN_ID_SIZE], size_t *ret_n);
 
