@@ -34,9 +34,14 @@ static inline bool tap_check(bool cond, const char *file, int line, const char *
 /* ok(condition, "description %d", ...) */
 #define ok(cond, ...) tap_check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 /* is(actual, expected, "description") for integers */
-#define is(a, b, ...) ({ long long _a = (long long) (a), _b = (long long) (b); \
-        bool _r = ok(_a == _b, __VA_ARGS__); \
-        if (!_r) printf("#   got %lld, expected %lld\n", _a, _b); _r; })
+#define is(a, b, ...) ({ long long is_a_ = (long long) (a), is_b_ = (long long) (b); \
+        tap_is(is_a_, is_b_, ok(is_a_ == is_b_, __VA_ARGS__)); })
+
+static inline bool tap_is(long long got, long long expected, bool passed) {
+        if (!passed)
+                printf("#   got %lld, expected %lld\n", got, expected);
+        return passed;
+}
 
 __attribute__((format(printf, 1, 2)))
 static inline void diag(const char *fmt, ...) {

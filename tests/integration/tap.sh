@@ -1,0 +1,44 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# TAP for shell tests: ok/fail/run/finish.  Source it.
+tap_n=0
+tap_failed=0
+
+tap_ok() { # condition-status description
+        tap_n=$((tap_n + 1))
+        if [ "$1" -eq 0 ]; then
+                echo "ok $tap_n - $2"
+        else
+                echo "not ok $tap_n - $2"
+                tap_failed=$((tap_failed + 1))
+        fi
+}
+
+# expect STATUS DESCRIPTION -- COMMAND...: runs COMMAND, keeps its stdout in
+# $out and stderr in $err, checks the exit status.
+expect() {
+        want=$1; desc=$2; shift 3
+        set +e
+        out=$("$@" 2>"$tap_tmp/stderr")
+        got=$?
+        set -e
+        err=$(cat "$tap_tmp/stderr")
+        [ "$got" -eq "$want" ]
+        tap_ok $? "$desc (exit $got, want $want)"
+        [ "$got" -eq "$want" ] || { echo "#   stdout: $out"; echo "#   stderr: $err"; }
+}
+
+# contains TEXT HAYSTACK DESCRIPTION
+contains() {
+        case "$2" in
+        *"$1"*) tap_ok 0 "$3" ;;
+        *) tap_ok 1 "$3"; echo "#   expected to find: $1"; echo "#   in: $2" ;;
+        esac
+}
+
+tap_finish() {
+        echo "1..$tap_n"
+        [ "$tap_failed" -eq 0 ]
+}
+
+tap_tmp=$(mktemp -d "${CAIRN_TEST_TMPDIR:-/tmp}/tap.XXXXXX")
+trap 'rm -rf "$tap_tmp"' EXIT
