@@ -1,1 +1,337 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "codec.h"
+#include "log.h"
+#include "util.h"
+
+#define BODY_RAW 0x00
+#define BODY_ZSTD 0x01
+
+/* Scratch a thread keeps between calls: blobs up to the chunker's maximum
+ * (8 MiB) reuse it, a rare huge one does not pin its size per thread. */
+#define SCRATCH_KEEP_MAX (16u * 1024 * 1024)
+
+struct cairn_codec {
+        bool encrypted;
+        int zstd_level;
+        uint8_t enc_key[CAIRN_KEY_SIZE];
+        uint8_t id_key[CAIRN_KEY_SIZE];
+};
+
+/* Per-thread state, reached only by its own thread (pthread key below). */
+struct codec_thread {
+        ZSTD_CCtx *cctx;
+        ZSTD_DCtx *dctx;
+        uint8_t *scratch;       /* the plaintext body around encryption */
+        size_t scratch_size;
+};
+
+/* One key for every codec: contexts do not depend on the codec's settings
+ * (the level is passed per call), and a key per codec would leak the
+ * other threads' contexts at pthread_key_delete(). */
+static pthread_key_t thread_key;
+static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
+static int thread_key_error;   /* written once under thread_key_once */
+
+static void codec_thread_free(void *p) {
+        struct codec_thread *t = p;
+
+        if (!t)
+                return;
+        ZSTD_freeCCtx(t->cctx);
+        ZSTD_freeDCtx(t->dctx);
+        free(t->scratch);
+        free(t);
+}
+
+static void thread_key_init(void) {
+        int r = pthread_key_create(&thread_key, codec_thread_free);
+        if (r != 0)
+                thread_key_error = -r;
+}
+
+static int codec_thread_get(struct codec_thread **ret) {
+        struct codec_thread *t;
+        int r;
+
+        pthread_once(&thread_key_once, thread_key_init);
+        if (thread_key_error < 0)
+                return log_error_errno(thread_key_error, "Failed to create the codec's thread key: %m");
+
+        t = pthread_getspecific(thread_key);
+        if (!t) {
+                t = calloc(1, sizeof *t);
+                if (!t)
+                        return -ENOMEM;
+                r = pthread_setspecific(thread_key, t);
+                if (r != 0) {
+                        free(t);
+                        return -r;
+                }
+        }
+        *ret = t;
+        return 0;
+}
+
+static uint8_t *scratch_get(struct codec_thread *t, size_t size) {
+        if (t->scratch_size < size) {
+                /* No realloc: the old contents are not needed, only room. */
+                free(t->scratch);
+                t->scratch = malloc(size);
+                t->scratch_size = t->scratch ? size : 0;
+        }
+        return t->scratch;
+}
+
+static void scratch_trim(struct codec_thread *t) {
+        if (t->scratch_size > SCRATCH_KEEP_MAX) {
+                free(t->scratch);
+                t->scratch = NULL;
+                t->scratch_size = 0;
+        }
+}
+
+static int zstd_error(size_t code, const char *what, int r) {
+        if (ZSTD_getErrorCode(code) == ZSTD_error_memory_allocation)
+                r = -ENOMEM;
+        return log_error_errno(r, "%s: %s", what, ZSTD_getErrorName(code));
+}
+
+int cairn_codec_new(const uint8_t *enc_key, const uint8_t *id_key, int zstd_level,
+                    struct cairn_codec **ret) {
+        struct cairn_codec *c;
+
+        if (!ret || !enc_key != !id_key || zstd_level < 1 || zstd_level > 19)
+                return -EINVAL;
+
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        c->zstd_level = zstd_level;
+        if (enc_key) {
+                c->encrypted = true;
+                memcpy(c->enc_key, enc_key, CAIRN_KEY_SIZE);
+                memcpy(c->id_key, id_key, CAIRN_KEY_SIZE);
+        }
+        *ret = c;
+        return 0;
+}
+
+struct cairn_codec *cairn_codec_free(struct cairn_codec *c) {
+        if (c) {
+                explicit_bzero(c, sizeof *c);
+                free(c);
+        }
+        return NULL;
+}
+
+bool cairn_codec_encrypted(const struct cairn_codec *c) {
+        return c->encrypted;
+}
+
+void cairn_codec_id(const struct cairn_codec *c, const void *data, size_t len, uint8_t ret_id[CAIRN_ID_SIZE]) {
+        if (c->encrypted)
+                cairn_hmac_sha256(c->id_key, data, len, ret_id);
+        else
+                cairn_sha256(data, len, ret_id);
+}
+
+/* zstd is only kept when its output is at most raw_len minus the minimum
+ * saving, so a body never exceeds 1 + raw_len: the bound needs no
+ * ZSTD_compressBound() slack. */
+size_t cairn_codec_bound(const struct cairn_codec *c, size_t raw_len) {
+        return 1 + raw_len + (c->encrypted ? CAIRN_AEAD_OVERHEAD : 0);
+}
+
+/* Largest zstd output worth keeping for @raw_len bytes of input. */
+static size_t max_compressed(size_t raw_len) {
+        size_t min_saving = (raw_len * CAIRN_CODEC_MIN_SAVING_PERMILLE + 999) / 1000;
+        return raw_len - min_saving;
+}
+
+/* Build 0x00||raw or 0x01||zstd(raw) in @body (room for 1 + raw_len). */
+static int body_encode(const struct cairn_codec *c, struct codec_thread *t,
+                       const void *raw, size_t raw_len, uint8_t *body, size_t *ret_len) {
+        size_t limit = max_compressed(raw_len);
+
+        if (limit > 0) {
+                size_t n;
+
+                if (!t->cctx) {
+                        t->cctx = ZSTD_createCCtx();
+                        if (!t->cctx)
+                                return -ENOMEM;
+                }
+                /* Capped at the useful size: zstd writes straight into the
+                 * caller's buffer and stops with dstSize_tooSmall as soon
+                 * as its output outgrows what we would keep. */
+                n = ZSTD_compressCCtx(t->cctx, body + 1, limit, raw, raw_len, c->zstd_level);
+                if (!ZSTD_isError(n)) {
+                        body[0] = BODY_ZSTD;
+                        *ret_len = 1 + n;
+                        return 0;
+                }
+                if (ZSTD_getErrorCode(n) != ZSTD_error_dstSize_tooSmall)
+                        return zstd_error(n, "zstd compression failed", -EIO);
+        }
+
+        body[0] = BODY_RAW;
+        if (raw_len > 0)
+                memcpy(body + 1, raw, raw_len);
+        *ret_len = 1 + raw_len;
+        return 0;
+}
+
+int cairn_codec_encode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE],
+                       const void *raw, size_t raw_len, void *out, size_t *ret_stored_len) {
+        struct codec_thread *t;
+        uint8_t *body;
+        size_t body_len;
+        int r;
+
+        if (raw_len > CAIRN_BLOB_MAX)
+                return -EFBIG;
+
+        r = codec_thread_get(&t);
+        if (r < 0)
+                return r;
+
+        if (!c->encrypted) {
+                r = body_encode(c, t, raw, raw_len, out, &body_len);
+                if (r < 0)
+                        return r;
+                *ret_stored_len = body_len;
+                return 0;
+        }
+
+        /* The AEAD cannot work in place, so the body goes through scratch. */
+        body = scratch_get(t, 1 + raw_len);
+        if (!body)
+                return -ENOMEM;
+        r = body_encode(c, t, raw, raw_len, body, &body_len);
+        if (r >= 0)
+                r = cairn_aead_seal(c->enc_key, id, CAIRN_ID_SIZE, body, body_len, out);
+        scratch_trim(t);
+        if (r < 0)
+                return r;
+        *ret_stored_len = body_len + CAIRN_AEAD_OVERHEAD;
+        return 0;
+}
+
+static int blob_damaged(const uint8_t id[CAIRN_ID_SIZE], const char *why) {
+        char hex[2 * CAIRN_ID_SIZE + 1];
+        return log_error_errno(-EBADMSG, "Blob %s is damaged: %s", hex_encode(id, CAIRN_ID_SIZE, hex), why);
+}
+
+static int blob_damaged_zstd(const uint8_t id[CAIRN_ID_SIZE], size_t code) {
+        char hex[2 * CAIRN_ID_SIZE + 1];
+        if (ZSTD_getErrorCode(code) == ZSTD_error_memory_allocation)
+                return zstd_error(code, "zstd decompression failed", -ENOMEM);
+        return log_error_errno(-EBADMSG, "Blob %s is damaged: zstd: %s",
+                               hex_encode(id, CAIRN_ID_SIZE, hex), ZSTD_getErrorName(code));
+}
+
+static int body_decode(struct codec_thread *t, const uint8_t id[CAIRN_ID_SIZE],
+                       const uint8_t *body, size_t body_len, void *out, size_t raw_len) {
+        uint8_t empty;
+        size_t n;
+
+        if (body_len < 1)
+                return blob_damaged(id, "empty body");
+
+        switch (body[0]) {
+        case BODY_RAW:
+                if (body_len - 1 != raw_len)
+                        return blob_damaged(id, "stored length does not match the raw length");
+                if (raw_len > 0)
+                        memcpy(out, body + 1, raw_len);
+                return 0;
+
+        case BODY_ZSTD:
+                /* zstd reads an empty input as zero frames, zero bytes:
+                 * that would let a flipped raw marker pass for an empty blob. */
+                if (body_len < 2)
+                        return blob_damaged(id, "empty zstd frame");
+                if (!t->dctx) {
+                        t->dctx = ZSTD_createDCtx();
+                        if (!t->dctx)
+                                return -ENOMEM;
+                }
+                /* Decoding into a flat buffer of exactly raw_len bytes: zstd
+                 * needs no window of its own, and a frame that claims more
+                 * fails with dstSize_tooSmall instead of growing anything. */
+                n = ZSTD_decompressDCtx(t->dctx, raw_len > 0 ? out : &empty, raw_len, body + 1, body_len - 1);
+                if (ZSTD_isError(n))
+                        return blob_damaged_zstd(id, n);
+                if (n != raw_len)
+                        return blob_damaged(id, "decompressed size does not match the raw length");
+                return 0;
+
+        default:
+                return blob_damaged(id, "unknown body encoding");
+        }
+}
+
+static int codec_decode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE],
+                        const void *stored, size_t stored_len, void *out, size_t raw_len) {
+        struct codec_thread *t;
+        const uint8_t *body;
+        size_t body_len;
+        int r;
+
+        r = codec_thread_get(&t);
+        if (r < 0)
+                return r;
+
+        /* A valid body is never longer than 1 + raw_len (see
+         * cairn_codec_bound()), which also bounds the scratch a corrupt
+         * length can ask for. */
+        if (stored_len < cairn_codec_bound(c, 0) || stored_len > cairn_codec_bound(c, raw_len))
+                return blob_damaged(id, "stored length out of range for the raw length");
+
+        if (!c->encrypted) {
+                uint8_t hash[CAIRN_ID_SIZE];
+
+                r = body_decode(t, id, stored, stored_len, out, raw_len);
+                if (r < 0)
+                        return r;
+                cairn_sha256(out, raw_len, hash);
+                if (memcmp(hash, id, CAIRN_ID_SIZE) != 0)
+                        return blob_damaged(id, "content does not match its SHA-256 id");
+                return 0;
+        }
+
+        body_len = stored_len - CAIRN_AEAD_OVERHEAD;
+        body = scratch_get(t, body_len);
+        if (!body)
+                return -ENOMEM;
+        r = cairn_aead_open(c->enc_key, id, CAIRN_ID_SIZE, stored, stored_len, (uint8_t *) body);
+        if (r == -EBADMSG)
+                r = blob_damaged(id, "authentication failed (altered, or written under another key)");
+        if (r >= 0)
+                r = body_decode(t, id, body, body_len, out, raw_len);
+        scratch_trim(t);
+        return r;
+}
+
+int cairn_codec_decode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE],
+                       const void *stored, size_t stored_len, void *out, size_t raw_len) {
+        int r;
+
+        if (raw_len > CAIRN_BLOB_MAX)
+                return -EFBIG;
+
+        r = codec_decode(c, id, stored, stored_len, out, raw_len);
+        /* A caller that ignores the error still never sees partial or
+         * unverified plaintext. */
+        if (r < 0 && raw_len > 0)
+                memset(out, 0, raw_len);
+        return r;
+}

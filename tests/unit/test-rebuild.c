@@ -136,11 +136,12 @@ static void write_snapshot(struct cairn_repo *r, const char *job, int64_t t, con
                 .job = (char *) job, .host = (char *) "testhost", .start_ns = t, .end_ns = t + 5000000000LL,
                 .files = 4, .dirs = 2, .bytes = 1351000,
         };
+        struct cairn_snapshot_error err = { (char *) "/srv/prom/wal/00001", (char *) "file changed while read" };
         uint8_t id[32];
         memcpy(s.root, root, 32);
         if (partial) {
                 s.status = CAIRN_SNAPSHOT_PARTIAL;
-                s.errors = &(struct cairn_snapshot_error) { (char *) "/srv/prom/wal/00001", (char *) "file changed while read" };
+                s.errors = &err;
                 s.n_errors = 1;
         }
         if (cairn_snapshot_write(r, &s, id) < 0)

@@ -76,7 +76,8 @@ static void run(const char *tmp, bool encrypted) {
                 size_t rl = 0;
                 read_file_at(AT_FDCWD, path, 1 << 20, &raw, &rl);
                 bool plain = raw && memmem(raw, rl, "ml-server", 9) != NULL;
-                ok(plain != encrypted, "%s: the host name is %s in the file", mode, encrypted ? "not visible" : "visible");
+                if (encrypted)
+                        ok(raw && !plain, "encrypted: the host name is not visible in the file");
         }
         is(cairn_snapshot_read_file(r, id, &back), 0, "%s: read it back", mode);
         ok(back && streq(back->job, "pgdb") && back->n_errors == 1, "%s: same record", mode);
