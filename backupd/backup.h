@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * One backup run of one job: sources in, one snapshot out.
+ *
+ *   bk_backup_new()            opens a store and finds the job's previous
+ *                              snapshot (for incremental reuse)
+ *   bk_backup_path()           a directory tree (or file) with all metadata
+ *   bk_backup_command()        a command's stdout as one file
+ *   bk_backup_tar_command()    a tar stream as a tree (source-tar.c)
+ *   bk_backup_commit()         root tree, last pack, snapshot file
+ *
+ * Problems with single files (vanished, unreadable, changed while read)
+ * are warnings recorded in the snapshot, which becomes partial; problems
+ * that make the snapshot worthless (a failed command, a missing source,
+ * a repository error) are returned as errors and nothing is committed.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "repo.h"
+#include "snapshot.h"
+#include "store.h"
+#include "tree-build.h"
+
+struct bk_backup_options {
+        const char *job;
+        char **excludes;            /* fnmatch(3) globs: against the full path, and the base name */
+        size_t n_excludes;
+        bool one_file_system;
+        bool no_incremental;        /* read every file even if unchanged */
+        bool progress;              /* a progress line on stderr */
+        char **tags;
+        size_t n_tags;
+};
+
+struct bk_backup {
+        struct cairn_repo *repo;
+        struct cairn_store *store;
+        const struct bk_backup_options *opts;
+        struct cairn_snapshot *snap;          /* being filled: stats, errors, log */
+        struct cairn_snapshot *parent;        /* previous snapshot of the job, or NULL */
+        struct cairn_txn *rtxn;               /* for parent tree lookups */
+        struct bk_tree *root;
+        struct bk_hardlinks *links;
+        uint8_t *buf;                         /* chunking buffer */
+        size_t buf_size;
+        int64_t last_progress_ns;
+        uint64_t expected_bytes;              /* for the ETA, when known */
+};
+
+int bk_backup_new(struct cairn_repo *r, const struct bk_backup_options *opts, struct bk_backup **ret);
+struct bk_backup *bk_backup_free(struct bk_backup *b);
+
+/* Back up @path (absolute) at the same path inside the snapshot.
+ * -ENOENT (logged) when it does not exist. */
+int bk_backup_path(struct bk_backup *b, const char *path);
+
+/* Run @command (sh -c) and store its stdout as @filename at the root.
+ * Its stderr goes into the snapshot's log.  A non-zero exit or a signal
+ * is -ECHILD (logged with the status). */
+int bk_backup_command(struct bk_backup *b, const char *command, const char *filename);
+
+/* Run @command and store the tar stream on its stdout as a tree under
+ * @dir ("" or NULL: the root).  Implemented in source-tar.c. */
+int bk_backup_tar_command(struct bk_backup *b, const char *command, const char *dir);
+
+/* Record a warning: the snapshot becomes partial. */
+void bk_backup_warn(struct bk_backup *b, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Streaming content: feed bytes and holes, get a content id. Used by
+ * every source.  One content at a time per backup. */
+struct bk_content;
+int bk_content_begin(struct bk_backup *b, struct bk_content **ret);
+int bk_content_write(struct bk_content *c, const void *data, size_t len);
+int bk_content_hole(struct bk_content *c, uint64_t len);
+/* Finish: *ret_id is the content id (all zero for an empty content),
+ * *ret_size the total length including holes.  Frees @c. */
+int bk_content_end(struct bk_content *c, uint8_t ret_id[CAIRN_ID_SIZE], uint64_t *ret_size);
+void bk_content_abort(struct bk_content *c);
+
+/* Store the root tree, flush, write the snapshot file. */
+int bk_backup_commit(struct bk_backup *b, uint8_t ret_id[CAIRN_ID_SIZE]);

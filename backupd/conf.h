@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The operator's config file (default /etc/cairn/cairn.conf, -c FILE,
+ * $CAIRN_CONFIG): INI, parsed with inih.
+ *
+ *   [repository]
+ *   path = /backups/repo
+ *   password-file = /etc/cairn/passphrase      (or password-command = …)
+ *   compression = 3                             (cairn init)
+ *   encryption = yes                            (cairn init; "no" for none)
+ *
+ *   [job pgdb]
+ *   command = docker exec ml_postgres pg_dumpall -U postgres
+ *   filename = pgdump.sql
+ *   keep-last = 1
+ *   max-age = 26h
+ *
+ * Every error names the file, the line and the key.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "repo.h"
+
+struct bk_retention {
+        unsigned last, hourly, daily, weekly, monthly, yearly;
+};
+
+struct bk_job {
+        char *name;
+        unsigned line;                 /* of its [job NAME] header */
+        char **paths;                  /* absolute */
+        size_t n_paths;
+        char **excludes;
+        size_t n_excludes;
+        bool one_file_system;
+        char *command;                 /* with filename */
+        char *filename;
+        char *tar_command;             /* with optional directory */
+        char *directory;
+        struct bk_retention keep;
+        bool has_keep;                 /* any keep-* given: otherwise keep everything */
+        uint64_t max_age_s;            /* 0: no freshness check */
+};
+
+struct bk_config {
+        char *file;
+        char *repo_path;
+        struct cairn_pass_source pass; /* value owned by the config */
+        int compression;               /* 0: default */
+        int encryption;                /* -1 unset, 0 no, 1 yes */
+        struct bk_job *jobs;
+        size_t n_jobs;
+};
+
+/* Parse @path.  Errors are logged as "FILE:LINE: …" and returned:
+ * -ENOENT (no such file), -EINVAL (any content error). */
+int bk_config_load(const char *path, struct bk_config **ret);
+struct bk_config *bk_config_free(struct bk_config *c);
+const struct bk_job *bk_config_job(const struct bk_config *c, const char *name);
+
+/* "90", "90s", "15m", "26h", "7d", "2w" → seconds. -EINVAL. */
+int bk_parse_duration(const char *s, uint64_t *ret);
