@@ -351,3 +351,90 @@ int cairn_snapshot_forget(struct cairn_repo *r, const struct cairn_snapshot *s, 
                 return log_error_errno(-errno, "Cannot delete %s/%s: %m", cairn_repo_path(r), path);
         return fsync_dir_at(cairn_repo_fd(r), "snapshots");
 }
+
+struct resolve_ctx {
+        const char *when;             /* ISO second to match, or NULL for latest */
+        const char *prefix;           /* hex id prefix, or NULL */
+        size_t prefix_len;
+        bool complete_only;
+        unsigned matches;
+        bool any_in_job;
+        uint8_t id[CAIRN_ID_SIZE];
+        char *json;
+        size_t json_len;
+};
+
+static int resolve_cb(const char *job, int64_t start_ns, const uint8_t id[CAIRN_ID_SIZE], const char *json,
+                      size_t json_len, void *userdata) {
+        struct resolve_ctx *c = userdata;
+        char hex[2 * CAIRN_ID_SIZE + 1], when[32];
+
+        c->any_in_job = true;
+        if (c->prefix) {
+                if (strncmp(hex_encode(id, CAIRN_ID_SIZE, hex), c->prefix, c->prefix_len) != 0)
+                        return 0;
+        } else if (c->when) {
+                if (!streq(cairn_time_format(start_ns, when, sizeof when), c->when))
+                        return 0;
+        } else if (c->complete_only) {
+                /* Cheap test first: every record has this exact field. */
+                if (!memmem(json, json_len, "\"status\":\"complete\"", 19))
+                        return 0;
+        }
+        /* Rows come oldest first: the last match is the newest. */
+        c->matches++;
+        memcpy(c->id, id, CAIRN_ID_SIZE);
+        free(c->json);
+        c->json = strndup(json, json_len);
+        c->json_len = json_len;
+        return c->json ? 0 : -ENOMEM;
+}
+
+int cairn_snapshot_resolve(struct cairn_txn *t, const char *spec, struct cairn_snapshot **ret,
+                           uint8_t ret_id[CAIRN_ID_SIZE]) {
+        struct resolve_ctx c = { 0 };
+        _cleanup_free_ char *job = NULL;
+        const char *slash = strchr(spec, '/');
+        size_t n = strlen(spec);
+        bool hex = n >= 6 && n <= 2 * CAIRN_ID_SIZE && strspn(spec, "0123456789abcdef") == n;
+        int k;
+
+        job = slash ? strndup(spec, (size_t) (slash - spec)) : strdup(spec);
+        if (!job)
+                return -ENOMEM;
+        if (slash && !streq(slash + 1, "latest"))
+                c.when = slash + 1;
+        c.complete_only = true;
+
+        k = cairn_index_snapshot_foreach(t, job, resolve_cb, &c);
+        if (k >= 0 && c.matches == 0 && !slash && hex) {
+                /* Not a job with snapshots: try it as an id prefix. */
+                c = (struct resolve_ctx) { .prefix = spec, .prefix_len = n };
+                k = cairn_index_snapshot_foreach(t, NULL, resolve_cb, &c);
+                if (k >= 0 && c.matches > 1) {
+                        free(c.json);
+                        return log_error_errno(-EEXIST, "Snapshot id prefix \"%s\" is ambiguous: give more digits", spec);
+                }
+        }
+        if (k < 0) {
+                free(c.json);
+                return log_error_errno(k, "Cannot look up snapshot \"%s\": %m", spec);
+        }
+        if (c.matches == 0) {
+                if (c.prefix)
+                        return log_error_errno(-ENOENT, "No snapshot or job named \"%s\"", spec);
+                if (!c.any_in_job)
+                        return log_error_errno(-ENOENT, "Job \"%s\" has no snapshots", job);
+                if (c.when)
+                        return log_error_errno(-ENOENT, "Job \"%s\" has no snapshot at %s (times are UTC, "
+                                               "like 2026-11-21T01:00:00Z; see \"cairn snapshots %s\")", job, c.when, job);
+                return log_error_errno(-ENOENT, "Job \"%s\" has no complete snapshot (only partial ones)", job);
+        }
+        if (ret_id)
+                memcpy(ret_id, c.id, CAIRN_ID_SIZE);
+        k = 0;
+        if (ret)
+                k = cairn_snapshot_from_json(c.json, c.json_len, ret);
+        free(c.json);
+        return k;
+}

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "crypto.h"
+#include "lmdb-index.h"
 
 struct cairn_repo;
 
@@ -80,6 +81,17 @@ int cairn_snapshot_list_files(struct cairn_repo *r, uint8_t (**ret)[CAIRN_ID_SIZ
 
 /* Delete a snapshot's file and index row. */
 int cairn_snapshot_forget(struct cairn_repo *r, const struct cairn_snapshot *s, const uint8_t id[CAIRN_ID_SIZE]);
+
+/* Find a snapshot in the index by what an operator types:
+ *   "JOB" or "JOB/latest"     the newest complete snapshot of JOB
+ *   "JOB/2026-11-21T01:00:00Z" the snapshot of JOB started in that second
+ *                              (the newest, if several)
+ *   "3fa4b2c1"                 an id prefix of at least 6 hex digits
+ * *ret (may be NULL) receives the record, ret_id (may be NULL) its id.
+ * -ENOENT (logged: no such job / snapshot / no complete snapshot),
+ * -EEXIST for an ambiguous id prefix. */
+int cairn_snapshot_resolve(struct cairn_txn *t, const char *spec, struct cairn_snapshot **ret,
+                           uint8_t ret_id[CAIRN_ID_SIZE]);
 
 /* "2026-11-21T01:00:00Z" (second precision, UTC) into buf[>= 21]. */
 char *cairn_time_format(int64_t ns, char *buf, size_t size);
