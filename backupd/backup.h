@@ -46,8 +46,10 @@ struct bk_backup {
         struct cairn_txn *rtxn;               /* for parent tree lookups */
         struct bk_tree *root;
         struct bk_hardlinks *links;
-        uint8_t *buf;                         /* chunking buffer */
-        size_t buf_size;
+        struct bk_pool *pool;                 /* hashing/compression workers (content.c) */
+        struct bk_content *content;           /* the one content being written */
+        uint64_t bytes_read;                  /* file and stream data read this run */
+        uint64_t files_unchanged;             /* reused from the parent without reading */
         int64_t last_progress_ns;
         uint64_t expected_bytes;              /* for the ETA, when known */
 };
@@ -81,6 +83,12 @@ int bk_content_hole(struct bk_content *c, uint64_t len);
  * *ret_size the total length including holes.  Frees @c. */
 int bk_content_end(struct bk_content *c, uint8_t ret_id[CAIRN_ID_SIZE], uint64_t *ret_size);
 void bk_content_abort(struct bk_content *c);
+
+/* Worker pool of content.c: created by bk_backup_new. */
+int bk_pool_new(unsigned threads, struct bk_pool **ret);
+struct bk_pool *bk_pool_free(struct bk_pool *p);
+/* Free the content buffers kept between files. */
+void bk_content_cache_free(struct bk_backup *b);
 
 /* Store the root tree, flush, write the snapshot file. */
 int bk_backup_commit(struct bk_backup *b, uint8_t ret_id[CAIRN_ID_SIZE]);
