@@ -18,6 +18,25 @@
  *   max-age = 26h
  *
  * Every error names the file, the line and the key.
+ *
+ * Syntax (inih as Debian builds it, plus checks of our own):
+ *   - One "key = value" per line ("key: value" works too); whitespace
+ *     around key and value is dropped.  Lines starting with '#' or ';' are
+ *     comments, and " ;" (whitespace, then ';') starts a comment after a
+ *     value: "keep-daily = 3 ; three days" is 3.  A command key
+ *     (command, tar-command, password-command) containing " ;" is refused
+ *     rather than cut short; put such commands in a script.
+ *   - A line that starts with whitespace (other than a blank or comment
+ *     line) is refused: inih would take it for a continuation of the
+ *     previous value, and an accidental indent would silently glue two
+ *     settings together.
+ *   - A line may hold at most 198 characters (inih's 200-byte buffer); a
+ *     longer one is refused, never split.
+ *   - Section names are exact: [repository], [job NAME] (NAME: 1-64 of
+ *     A-Z a-z 0-9 . _ -, not starting with '.').  Keys are lower case.
+ *   - Paths are normalized ("//" and a trailing '/' dropped); "." and
+ *     ".." components are refused.  A key that takes one value may appear
+ *     once per section; path and exclude repeat.
  */
 
 #include <stdbool.h>

@@ -7,7 +7,7 @@ set -eu
 : "${CAIRN:?set CAIRN to the cairn binary}"
 
 T=$tap_tmp
-unset CAIRN_REPO CAIRN_PASSWORD CAIRN_PASSWORD_FILE CAIRN_PASSWORD_COMMAND || true
+unset CAIRN_REPO CAIRN_PASSWORD CAIRN_PASSWORD_FILE CAIRN_PASSWORD_COMMAND CAIRN_CONFIG || true
 printf 'correct horse\n' > "$T/pw"
 printf 'wrong horse\n' > "$T/badpw"
 
@@ -18,12 +18,12 @@ contains "cairn " "$out" "--version prints the name and version"
 expect 2 "no command is a usage error" -- "$CAIRN"
 expect 2 "an unknown command is a usage error" -- "$CAIRN" -r "$T/r" frobnicate
 contains 'unknown command "frobnicate"' "$err" "naming the command"
-expect 2 "no repository given" -- "$CAIRN" info
-contains "--repo" "$err" "says how to give one"
+expect 1 "no repository given" -- env CAIRN_CONFIG= "$CAIRN" -c /nonexistent/cairn.conf info
+contains "/nonexistent/cairn.conf" "$err" "names the missing config"
 
 expect 2 "init of an encrypted repository without a passphrase" -- "$CAIRN" -r "$T/r" init
 contains "passphrase" "$err" "says a passphrase is needed"
-expect 0 "init with --password-file" -- "$CAIRN" -r "$T/r" --password-file "$T/pw" --scrypt-n 1024 init
+expect 0 "init with --password-file" -- "$CAIRN" -r "$T/r" --password-file "$T/pw" init --scrypt-n 1024
 contains "created encrypted repository" "$out" "reports what it created"
 test "$(stat -c %a "$T/r")" = 700; tap_ok $? "repository directory is 0700"
 test "$(stat -c %a "$T/r/config")" = 600; tap_ok $? "config is 0600"
@@ -56,7 +56,7 @@ contains "is not a cairn repository" "$err" "saying so"
 expect 1 "info on a missing path" -- "$CAIRN" -r "$T/missing" info
 contains "$T/missing" "$err" "naming the path"
 
-expect 0 "init --no-encryption" -- "$CAIRN" -r "$T/plain" --no-encryption init
+expect 0 "init --no-encryption" -- "$CAIRN" -r "$T/plain" init --no-encryption
 expect 0 "an unencrypted repository opens without a passphrase" -- "$CAIRN" -r "$T/plain" info
 contains "encryption  none" "$out" "info says unencrypted"
 

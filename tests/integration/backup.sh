@@ -1,0 +1,182 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# cairn backup / run / restore end to end, as an operator would check it:
+# restore fidelity compared by rsync, incremental reads, partial snapshots,
+# command sources, locks, kill -9.
+set -eu
+. "$(dirname "$0")/tap.sh"
+: "${CAIRN:?set CAIRN to the cairn binary}"
+T=$tap_tmp
+unset CAIRN_REPO CAIRN_PASSWORD CAIRN_PASSWORD_FILE CAIRN_PASSWORD_COMMAND CAIRN_CONFIG || true
+
+# ---- a source tree with every kind of entry ----
+S=$T/src/srv/app
+mkdir -p "$S/dir/sub" "$S/empty" "$S/sticky" "$S/hl"
+printf 'hello\n' > "$S/hello.txt"
+head -c 3000000 /dev/urandom > "$S/dir/random.bin"
+seq 1 200000 > "$S/dir/sub/numbers.txt"
+: > "$S/zero-length"
+ln -s ../hello.txt "$S/dir/link-to-hello"
+ln -s /nonexistent/target "$S/dangling"
+printf 'linked\n' > "$S/hl/a"
+ln "$S/hl/a" "$S/hl/b"
+ln "$S/hl/a" "$S/dir/c-same-inode"
+truncate -s 64M "$S/sparse.img"
+printf 'start' | dd of="$S/sparse.img" conv=notrunc status=none
+printf 'middle' | dd of="$S/sparse.img" bs=1 seek=$((32*1024*1024)) conv=notrunc status=none
+mkfifo "$S/fifo"
+mknod "$S/null-dev" c 1 3
+printf '#!/bin/sh\n' > "$S/setuid-prog"
+chown 1234:5678 "$S/setuid-prog"
+chmod 4755 "$S/setuid-prog"
+chmod 1777 "$S/sticky"
+chmod 0600 "$S/hello.txt"
+setfattr -n user.origin -v "from-the-test" "$S/hello.txt"
+setfacl -m u:1234:r-- "$S/dir/sub/numbers.txt"
+setfacl -d -m u:1234:rwx "$S/dir"
+touch -h -d '2021-03-04 05:06:07.123456789' "$S/dir/link-to-hello"
+touch -d '2020-01-02 03:04:05.987654321' "$S/dir/sub/numbers.txt"
+touch -d '2019-05-06 07:08:09.5' "$S/empty"
+
+printf 'correct horse\n' > "$T/pw"
+chmod 600 "$T/pw"
+cat > "$T/cairn.conf" <<CONF
+[repository]
+path = $T/repo
+password-file = $T/pw
+
+[job app]
+path = $S
+exclude = *.tmp
+keep-last = 3
+
+[job dump]
+command = printf 'CREATE TABLE t (x int);\\nINSERT INTO t VALUES (1);\\n'
+filename = dump.sql
+
+[job broken]
+command = echo "pg_dumpall: error: connection refused" >&2; exit 2
+filename = dump.sql
+CONF
+export CAIRN_CONFIG=$T/cairn.conf
+printf 'junk' > "$S/skip-me.tmp"
+
+expect 0 "init from the config" -- "$CAIRN" init --scrypt-n 1024
+expect 0 "backup app" -- "$CAIRN" backup app
+test -z "$out"; tap_ok $? "backup is silent on success (stdout: '$out')"
+
+expect 0 "snapshots --json" -- "$CAIRN" snapshots --json app
+count=$(echo "$out" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+test "$count" = 1; tap_ok $? "one snapshot of app"
+
+expect 0 "restore app/latest" -- "$CAIRN" restore app --target "$T/restore1"
+R=$T/restore1/srv/app
+diffs=$(rsync -aHAXS --numeric-ids --dry-run --itemize-changes --exclude=skip-me.tmp "$S/" "$R/" 2>&1)
+test -z "$diffs"; tap_ok $? "rsync -aHAXS --dry-run finds no difference between source and restore"
+[ -z "$diffs" ] || echo "$diffs" | sed 's/^/#   /' | head -20
+test ! -e "$R/skip-me.tmp"; tap_ok $? "excluded file is not in the snapshot"
+cmp -s "$S/dir/random.bin" "$R/dir/random.bin"; tap_ok $? "random data restored byte for byte"
+test "$(stat -c %i "$R/hl/a")" = "$(stat -c %i "$R/dir/c-same-inode")"; tap_ok $? "hard links restored as one inode"
+test "$(stat -c %h "$R/hl/a")" = 3; tap_ok $? "with link count 3"
+test "$(du -k "$R/sparse.img" | cut -f1)" -le 64; tap_ok $? "sparse file restored sparse ($(du -k "$R/sparse.img" | cut -f1) KiB for 64 MiB)"
+test "$(du -k "$R/sparse.img" | cut -f1)" = "$(du -k "$S/sparse.img" | cut -f1)"; tap_ok $? "du of the copy equals du of the original"
+test "$(stat -c %a:%u:%g "$R/setuid-prog")" = "4755:1234:5678"; tap_ok $? "setuid mode and owner"
+test "$(stat -c %a "$R/sticky")" = 1777; tap_ok $? "sticky directory"
+test "$(getfattr --only-values -n user.origin "$R/hello.txt" 2>/dev/null)" = from-the-test; tap_ok $? "xattr"
+getfacl -p "$R/dir/sub/numbers.txt" 2>/dev/null | grep -q '^user:1234:r--'; tap_ok $? "ACL"
+getfacl -p -d "$R/dir" 2>/dev/null | grep -q '^default:user:1234:rwx'; tap_ok $? "default ACL"
+test "$(stat -c %y "$R/dir/sub/numbers.txt")" = "$(stat -c %y "$S/dir/sub/numbers.txt")"; tap_ok $? "mtime with nanoseconds"
+test "$(stat -c %F:%t:%T "$R/null-dev")" = "character special file:1:3"; tap_ok $? "device node"
+test -p "$R/fifo"; tap_ok $? "fifo"
+test "$(readlink "$R/dangling")" = /nonexistent/target; tap_ok $? "dangling symlink kept as a link"
+test -d "$R/empty" && test -z "$(ls -A "$R/empty")"; tap_ok $? "empty directory"
+(cd "$S" && tar --exclude=skip-me.tmp -cf - --xattrs --acls . | tar -C "$R" --compare --xattrs --acls -f - >/dev/null 2>"$T/tarcmp") ; tap_ok $? "GNU tar --compare against the restore finds nothing"
+
+# ---- incremental ----
+expect 0 "second backup of an unchanged tree" -- "$CAIRN" backup app --json
+read_bytes=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_read"])')
+test "$read_bytes" = 0; tap_ok $? "reads no file data (bytes_read=$read_bytes)"
+head -c 100000 /dev/urandom > "$S/dir/new.bin"
+expect 0 "third backup after adding a 100000-byte file" -- "$CAIRN" backup app --json
+read_bytes=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_read"])')
+test "$read_bytes" = 100000; tap_ok $? "reads exactly the new file (bytes_read=$read_bytes)"
+expect 0 "ls of the latest snapshot" -- "$CAIRN" ls app:/srv/app/dir
+contains "/srv/app/dir/new.bin" "$out" "ls shows the new file"
+expect 0 "ls -l" -- "$CAIRN" ls -l app:/srv/app/setuid-prog
+contains "rwsr-xr-x" "$out" "ls -l shows the setuid mode"
+first=$("$CAIRN" snapshots --json app | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+expect 0 "restore the first snapshot by id prefix, one subdirectory" -- "$CAIRN" restore "${first:0:10}:/srv/app/dir" --target "$T/restore-old"
+test ! -e "$T/restore-old/dir/new.bin" && cmp -s "$S/dir/random.bin" "$T/restore-old/dir/random.bin"; tap_ok $? "the old snapshot does not have the new file"
+
+# ---- command sources ----
+expect 0 "command job" -- "$CAIRN" backup dump
+expect 0 "restore the dump" -- "$CAIRN" restore dump --target "$T/dump"
+printf 'CREATE TABLE t (x int);\nINSERT INTO t VALUES (1);\n' | cmp -s - "$T/dump/dump.sql"; tap_ok $? "the command's stdout is the file"
+expect 1 "a failing command fails the job" -- "$CAIRN" backup broken
+contains 'job "broken": command' "$err" "naming the job and command"
+contains "exited with status 2: pg_dumpall: error: connection refused" "$err" "with its status and stderr"
+expect 1 "no snapshot of the failed job" -- "$CAIRN" restore broken --target "$T/nothing"
+contains 'Job "broken" has no snapshots' "$err" "restore says there is none"
+
+# ---- cairn run: exit status and output ----
+expect 1 "run with a failing job exits 1" -- "$CAIRN" run
+sed -i '/^\[job broken\]/,$d' "$T/cairn.conf"
+expect 0 "run with good jobs exits 0" -- "$CAIRN" run
+test -z "$out"; tap_ok $? "run is silent on success"
+expect 0 "run -v prints a line per job" -- "$CAIRN" run -v
+contains "app: ok, snapshot" "$out" "line for app"
+contains "dump: ok, snapshot" "$out" "line for dump"
+
+# ---- a partial snapshot: an unreadable file, as an unprivileged user ----
+mkdir -p "$T/user/data"
+printf 'public\n' > "$T/user/data/public.txt"
+printf 'secret\n' > "$T/user/data/secret.txt"
+chmod 600 "$T/user/data/secret.txt"
+chown -R 65534:65534 "$T/user"
+chown root:root "$T/user/data/secret.txt"
+expect 0 "an unprivileged user's repository" -- setpriv --reuid=65534 --regid=65534 --clear-groups "$CAIRN" -r "$T/user/repo" init --no-encryption
+expect 3 "backup with an unreadable file is partial (exit 3)" -- setpriv --reuid=65534 --regid=65534 --clear-groups "$CAIRN" -r "$T/user/repo" backup --job userdata "$T/user/data"
+contains "secret.txt: cannot open: Permission denied" "$err" "the warning names the file and the reason"
+expect 0 "snapshots list it" -- "$CAIRN" -r "$T/user/repo" snapshots --json
+echo "$out" | python3 -c '
+import json,sys
+s=json.load(sys.stdin)[0]
+assert s["status"]=="partial", s
+assert any(e["path"].endswith("secret.txt") and "Permission denied" in e["reason"] for e in s["errors"]), s' 
+tap_ok $? "the record is partial and lists the path and reason"
+expect 0 "snapshots (text) marks it" -- "$CAIRN" -r "$T/user/repo" snapshots
+contains "partial" "$out" "as partial"
+
+# ---- locks ----
+cat >> "$T/cairn.conf" <<CONF
+
+[job slow]
+command = sleep 3; echo done
+filename = slow.txt
+CONF
+"$CAIRN" backup slow & slow_pid=$!
+sleep 1
+expect 75 "a second backup of a running job exits 75" -- "$CAIRN" backup slow
+contains "is already running (pid $slow_pid)" "$err" "naming the pid"
+expect 0 "--wait waits for it instead" -- "$CAIRN" backup --wait slow
+wait $slow_pid; tap_ok $? "the first one succeeded"
+
+# ---- kill -9 in the middle of a backup ----
+cat >> "$T/cairn.conf" <<CONF
+
+[job big]
+command = head -c 300000000 /dev/urandom
+filename = big.bin
+CONF
+"$CAIRN" backup big & big_pid=$!
+sleep 1.5
+kill -9 $big_pid; wait $big_pid 2>/dev/null || true
+expect 0 "a backup after kill -9 succeeds" -- "$CAIRN" backup app
+expect 0 "the earlier snapshot still restores" -- "$CAIRN" restore "${first:0:10}" --target "$T/after-kill"
+diffs=$(rsync -aHAXS --numeric-ids --dry-run --itemize-changes "$T/restore-old/dir/" "$T/after-kill/srv/app/dir/" 2>&1)
+test -z "$diffs"; tap_ok $? "byte-identical after the kill"
+expect 0 "index rebuild after the kill" -- "$CAIRN" index rebuild
+expect 0 "restore after the rebuild" -- "$CAIRN" restore app --target "$T/after-rebuild"
+cmp -s "$S/dir/new.bin" "$T/after-rebuild/srv/app/dir/new.bin"; tap_ok $? "same bytes through the rebuilt index"
+
+tap_finish
