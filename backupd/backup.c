@@ -765,6 +765,7 @@ int bk_backup_path(struct bk_backup *b, const char *path) {
 
 int bk_backup_command(struct bk_backup *b, const char *command, const char *filename) {
         _cleanup_close_ int errfd = -1;
+        _cleanup_free_ char *stderr_text = NULL;
         struct bk_content *c = NULL;
         _cleanup_free_ uint8_t *buf = NULL;
         int pipefd[2], status, k = 0;
@@ -824,18 +825,21 @@ int bk_backup_command(struct bk_backup *b, const char *command, const char *file
                 off_t size = lseek(errfd, 0, SEEK_END);
                 if (size > 0) {
                         size_t want = (size_t) MIN((uint64_t) size, LOG_MAX);
-                        _cleanup_free_ char *text = malloc(want + 1);
-                        ssize_t got = text ? pread(errfd, text, want, size - (off_t) want) : -1;
+                        ssize_t got;
+                        stderr_text = malloc(want + 1);
+                        got = stderr_text ? pread(errfd, stderr_text, want, size - (off_t) want) : -1;
                         if (got > 0) {
                                 char *joined = NULL;
-                                text[got] = 0;
-                                if (asprintf(&joined, "%s%s: %s", b->snap->log ? b->snap->log : "", command, text) >= 0) {
+                                stderr_text[got] = 0;
+                                if (asprintf(&joined, "%s%s: %s", b->snap->log ? b->snap->log : "", command,
+                                             stderr_text) >= 0) {
                                         free(b->snap->log);
                                         b->snap->log = joined;
                                 }
                                 if (cairn_log_get_level() >= CAIRN_LOG_DEBUG)
-                                        fprintf(stderr, "%s", text);
-                        }
+                                        fprintf(stderr, "%s", stderr_text);
+                        } else if (stderr_text)
+                                stderr_text[0] = 0;
                 }
         }
 
@@ -845,15 +849,14 @@ int bk_backup_command(struct bk_backup *b, const char *command, const char *file
                 return k;
         }
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                const char *last = b->snap->log ? b->snap->log : "";
-                const char *nl;
+                /* The last non-empty line of stderr says why. */
+                char *last = stderr_text ? stderr_text : (char *) "";
+                size_t n = strlen(last);
+                while (n > 0 && (last[n - 1] == '\n' || last[n - 1] == '\r'))
+                        last[--n] = 0;
+                if (strrchr(last, '\n'))
+                        last = strrchr(last, '\n') + 1;
                 bk_content_abort(c);
-                /* the last non-empty line of stderr */
-                while ((nl = strrchr(last, '\n')) && nl[1] == 0 && nl > last) {
-                        b->snap->log[nl - b->snap->log] = 0;
-                }
-                nl = b->snap->log ? strrchr(b->snap->log, '\n') : NULL;
-                last = nl ? nl + 1 : (b->snap->log ? b->snap->log : "");
                 if (WIFEXITED(status))
                         return log_error_errno(-ECHILD, "job \"%s\": command \"%s\" exited with status %d%s%s", b->opts->job,
                                                command, WEXITSTATUS(status), *last ? ": " : "", last);

@@ -428,7 +428,7 @@ static int cmd_backup(struct opts *o, int argc, char **argv) {
                 for (int i = optind; i < argc; i++) {
                         char *abs = realpath(argv[i], NULL);
                         if (!abs) {
-                                log_error("job \"%s\": source %s: %m", name, argv[i]);
+                                log_error_errno(-errno, "job \"%s\": source %s: %m", name, argv[i]);
                                 return EXIT_FAIL;
                         }
                         paths[adhoc.n_paths++] = abs;

@@ -31,7 +31,8 @@ void cairn_log_set_handler(cairn_log_fn fn, void *userdata);
 void cairn_log_set_level(int level);
 int cairn_log_get_level(void);
 
-/* Format and emit a message; errno is set to -@r first so "%m" works.
+/* Format and emit a message; errno is set to -@r first so "%m" works
+ * (so "%m" belongs only in the *_errno forms, which take the error).
  * Returns @r unchanged (so it can be returned directly). */
 int cairn_log_errno(int level, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -48,7 +48,7 @@ static int list_packs(struct cairn_repo *r, id_t32 **ret, size_t *ret_n) {
                 if (sfd < 0 || !(sub = fdopendir(sfd))) {
                         if (sfd >= 0)
                                 close(sfd);
-                        log_warning("Cannot read %s/packs/%s: %m", r->path, de->d_name);
+                        log_warning_errno(-errno, "Cannot read %s/packs/%s: %m", r->path, de->d_name);
                         continue;
                 }
                 while ((pe = readdir(sub))) {

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # The cairn command line: init/info/index, passphrase handling, messages
 # and exit statuses an operator sees.
-set -eu
+set -u
 . "$(dirname "$0")/tap.sh"
 : "${CAIRN:?set CAIRN to the cairn binary}"
 

@@ -17,10 +17,8 @@ tap_ok() { # condition-status description
 # $out and stderr in $err, checks the exit status.
 expect() {
         want=$1; desc=$2; shift 3
-        set +e
         out=$("$@" 2>"$tap_tmp/stderr")
         got=$?
-        set -e
         err=$(cat "$tap_tmp/stderr")
         [ "$got" -eq "$want" ]
         tap_ok $? "$desc (exit $got, want $want)"
