@@ -1,7 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Set up a fresh Debian 12 machine (as root), build cairn, and run the main
-# job on demo data: create an encrypted repository and open it.
+# job on demo data: an encrypted repository, a config with a directory job
+# and a "database dump" command job, "cairn run" twice (the second is
+# incremental), then list and restore.
 set -eu
 cd "$(dirname "$0")"
 . scripts/deps.sh
@@ -17,9 +19,40 @@ umask 077
 head -c 24 /dev/urandom | base64 > "$demo/passphrase"
 export CAIRN_REPO="$demo/repo" CAIRN_PASSWORD_FILE="$demo/passphrase"
 
-echo "== cairn init $CAIRN_REPO"
-build/backupd/cairn init
+mkdir -p "$demo/data/configs/nginx" "$demo/data/models/blobs" "$demo/data/models/snapshots/rev1"
+printf 'server { listen 80; }\n' > "$demo/data/configs/nginx/site.conf"
+head -c 20000000 /dev/urandom > "$demo/data/models/blobs/abc123"
+ln -s ../../blobs/abc123 "$demo/data/models/snapshots/rev1/model.safetensors"
+cat > "$demo/cairn.conf" <<CONF
+[repository]
+path = $demo/repo
+password-file = $demo/passphrase
+
+[job files]
+path = $demo/data
+keep-daily = 3
+
+[job pgdb]
+command = printf 'CREATE TABLE t (x int);\\nINSERT INTO t VALUES (42);\\n'
+filename = pgdump.sql
+keep-last = 1
+CONF
+export CAIRN_CONFIG="$demo/cairn.conf"
+unset CAIRN_REPO CAIRN_PASSWORD_FILE
+cairn=build/backupd/cairn
+
+echo "== cairn init"
+$cairn init
 echo "== cairn info"
-build/backupd/cairn info
-echo "== repository layout"
-(cd "$CAIRN_REPO" && ls -l)
+$cairn info
+echo "== cairn run -v (first: reads everything)"
+$cairn run -v
+echo "== cairn run -v (second: nothing changed, nothing read)"
+$cairn run -v
+echo "== cairn snapshots"
+$cairn snapshots
+echo "== cairn ls -l pgdb"
+$cairn ls -l pgdb
+echo "== cairn restore files --target $demo/restored"
+$cairn restore files --target "$demo/restored"
+diff -r "$demo/data" "$demo/restored$demo/data" && echo "restored tree is identical"

@@ -336,7 +336,7 @@ static void run_job(struct opts *o, struct cairn_repo *r, const struct bk_job *j
 }
 
 static void report_job(struct opts *o, const char *name, struct job_result *res, json_t *list) {
-        char hex[65], a[32], bb[32];
+        char hex[65], a[32], bb[32], cc[32], dd[32];
         double secs;
 
         if (o->json) {
@@ -363,7 +363,7 @@ static void report_job(struct opts *o, const char *name, struct job_result *res,
         printf("%s: %s, snapshot %.8s: %" PRIu64 " files, %s, %s read, %s new (%s stored), %.1f s%s\n", name,
                res->status == EXIT_OK ? "ok" : "partial", hex_encode(res->id, CAIRN_ID_SIZE, hex), res->snap->files,
                human(res->snap->bytes, a, sizeof a), human(res->snap->bytes_read, bb, sizeof bb),
-               human(res->snap->added_bytes, a, sizeof a), human(res->snap->stored_bytes, bb, sizeof bb), secs,
+               human(res->snap->added_bytes, cc, sizeof cc), human(res->snap->stored_bytes, dd, sizeof dd), secs,
                res->snap->n_errors ? " (see warnings)" : "");
 }
 
