@@ -4,6 +4,8 @@
 # restore fidelity compared by rsync, incremental reads, partial snapshots,
 # command sources, locks, kill -9.
 set -u
+# Part of it runs as an unprivileged user, who must reach the test directory.
+CAIRN_TEST_TMPDIR=/tmp
 . "$(dirname "$0")/tap.sh"
 : "${CAIRN:?set CAIRN to the cairn binary}"
 T=$tap_tmp
@@ -136,8 +138,9 @@ chown -R 65534:65534 "$T/user"
 chown root:root "$T/user/data/secret.txt"
 chmod 711 "$T"
 nobody() { env -u CAIRN_CONFIG setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
-expect 0 "an unprivileged user's repository" -- nobody "$CAIRN" -r "$T/user/repo" init --no-encryption
-expect 3 "backup with an unreadable file is partial (exit 3)" -- nobody "$CAIRN" -r "$T/user/repo" backup --job userdata "$T/user/data"
+cp "$CAIRN" "$T/cairn-copy" && chmod 755 "$T/cairn-copy"   # the checkout may be unreadable to nobody
+expect 0 "an unprivileged user's repository" -- nobody "$T/cairn-copy" -r "$T/user/repo" init --no-encryption
+expect 3 "backup with an unreadable file is partial (exit 3)" -- nobody "$T/cairn-copy" -r "$T/user/repo" backup --job userdata "$T/user/data"
 contains "secret.txt: cannot open: Permission denied" "$err" "the warning names the file and the reason"
 expect 0 "snapshots list it" -- env -u CAIRN_CONFIG "$CAIRN" -r "$T/user/repo" snapshots --json
 echo "$out" | python3 -c '
