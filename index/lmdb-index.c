@@ -671,3 +671,30 @@ int cairn_index_foreach_raw(struct cairn_txn *t, enum cairn_index_table table, c
         }
         return rc == MDB_NOTFOUND ? 0 : mdb_errno(rc, "mdb_cursor_get");
 }
+
+int cairn_index_del(struct cairn_txn *t, enum cairn_index_table table, const uint8_t id[CAIRN_ID_SIZE]) {
+        MDB_val k = { .mv_size = CAIRN_ID_SIZE, .mv_data = (void *) id };
+        int rc = mdb_del(t->txn, t->idx->dbi[table], &k, NULL);
+        return rc == MDB_NOTFOUND ? 0 : mdb_errno(rc, "mdb_del");
+}
+
+int cairn_index_del_prefix(struct cairn_txn *t, enum cairn_index_table table, const uint8_t id[CAIRN_ID_SIZE]) {
+        MDB_cursor *c = NULL;
+        int rc;
+
+        rc = mdb_cursor_open(t->txn, t->idx->dbi[table], &c);
+        if (rc != 0)
+                return mdb_errno(rc, "mdb_cursor_open");
+        for (;;) {
+                /* After a delete the cursor may sit anywhere: seek afresh. */
+                MDB_val k = { .mv_size = CAIRN_ID_SIZE, .mv_data = (void *) id }, v;
+                rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+                if (rc != 0 || k.mv_size < CAIRN_ID_SIZE || memcmp(k.mv_data, id, CAIRN_ID_SIZE) != 0)
+                        break;
+                rc = mdb_cursor_del(c, 0);
+                if (rc != 0)
+                        break;
+        }
+        mdb_cursor_close(c);
+        return rc == MDB_NOTFOUND || rc == 0 ? 0 : mdb_errno(rc, "mdb_cursor_del");
+}

@@ -118,6 +118,13 @@ typedef int (*cairn_snapshot_cb)(const char *job, int64_t start_ns, const uint8_
                                  const char *json, size_t json_len, void *userdata);
 int cairn_index_snapshot_foreach(struct cairn_txn *t, const char *job, cairn_snapshot_cb cb, void *userdata);
 
+/* Deletion (prune).  cairn_index_del removes the row keyed by exactly @id
+ * (chunks, packs); cairn_index_del_prefix every row whose key starts with
+ * @id (a tree's entries, a content's chunks).  An absent row is not an
+ * error.  Write transactions only. */
+int cairn_index_del(struct cairn_txn *t, enum cairn_index_table table, const uint8_t id[CAIRN_ID_SIZE]);
+int cairn_index_del_prefix(struct cairn_txn *t, enum cairn_index_table table, const uint8_t id[CAIRN_ID_SIZE]);
+
 /* Raw dump of a table in key order, for tests and `cairn index dump`.
  * Stops early when @cb returns non-zero (returned). */
 typedef int (*cairn_raw_cb)(const void *key, size_t klen, const void *val, size_t vlen, void *userdata);

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <lmdb.h>
 
 #include "log.h"
 #include "pack.h"
@@ -23,83 +22,6 @@
 /* A tree or content blob listing nothing: magic (4) and a zero count (4).
  * Only such a blob may have no rows in `trees` / `contents`. */
 #define EMPTY_LIST_BLOB_SIZE 8
-
-/*
- * Row deletion.
- *
- * lmdb-index.h can delete snapshot rows only, and prune is the one writer
- * that removes chunks, packs, trees and contents rows.  Until the index
- * module grows cairn_index_{chunk,pack,tree,content}_del() with these
- * semantics (absent rows are no error; tree and content ids delete their
- * whole key range), they are done here on the MDB_txn behind a
- * cairn_txn, which is its first member (lmdb-index.c), so a pointer to the
- * one is a pointer to the other.  Named tables are opened once per process
- * by cairn_index_open(); mdb_dbi_open() in a write transaction only looks
- * that handle up again.
- */
-
-static int rows_errno(int rc, const char *what) {
-        if (rc == 0)
-                return 0;
-        if (rc == MDB_NOTFOUND)
-                return -ENOENT;
-        if (rc == MDB_MAP_FULL)
-                return log_error_errno(-ENOSPC, "LMDB index is full (%s): %s", what, mdb_strerror(rc));
-        if (rc > 0)
-                return -rc;
-        return log_error_errno(-EIO, "LMDB %s failed: %s", what, mdb_strerror(rc));
-}
-
-static int rows_open(struct cairn_txn *t, enum cairn_index_table table, MDB_txn **ret_txn, MDB_dbi *ret_dbi) {
-        MDB_txn *txn = *(MDB_txn **) t;
-        *ret_txn = txn;
-        return rows_errno(mdb_dbi_open(txn, cairn_index_table_name(table), 0, ret_dbi), "mdb_dbi_open");
-}
-
-/* Delete the row of @id in @table; an absent row is no error. */
-static int rows_del_one(struct cairn_txn *t, enum cairn_index_table table, const uint8_t id[CAIRN_ID_SIZE]) {
-        MDB_val k = { .mv_size = CAIRN_ID_SIZE, .mv_data = (void *) id };
-        MDB_txn *txn;
-        MDB_dbi dbi;
-        int r;
-
-        r = rows_open(t, table, &txn, &dbi);
-        if (r < 0)
-                return r;
-        r = rows_errno(mdb_del(txn, dbi, &k, NULL), "mdb_del");
-        return r == -ENOENT ? 0 : r;
-}
-
-/* Delete every row of @table whose key starts with @id (a directory of
- * `trees`, a chunk list of `contents`). */
-static int rows_del_range(struct cairn_txn *t, enum cairn_index_table table, const uint8_t id[CAIRN_ID_SIZE]) {
-        MDB_cursor *c = NULL;
-        MDB_txn *txn;
-        MDB_dbi dbi;
-        int r, rc;
-
-        r = rows_open(t, table, &txn, &dbi);
-        if (r < 0)
-                return r;
-        r = rows_errno(mdb_cursor_open(txn, dbi, &c), "mdb_cursor_open");
-        if (r < 0)
-                return r;
-        for (;;) {
-                MDB_val k = { .mv_size = CAIRN_ID_SIZE, .mv_data = (void *) id }, v;
-
-                /* Seek afresh after each delete rather than rely on where
-                 * LMDB leaves a cursor whose row went away. */
-                rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-                if (rc != 0 || k.mv_size < CAIRN_ID_SIZE || memcmp(k.mv_data, id, CAIRN_ID_SIZE) != 0)
-                        break;
-                rc = mdb_cursor_del(c, 0);
-                if (rc != 0)
-                        break;
-        }
-        mdb_cursor_close(c);
-        r = rows_errno(rc, "mdb_cursor_del");
-        return r == -ENOENT ? 0 : r;
-}
 
 /* A set of blob ids: open addressing with linear probing, the all-zero id
  * marking a free slot (the zero id itself has a flag of its own).  32
@@ -514,11 +436,11 @@ static int drop_rows_of(struct cairn_txn *t, const struct plan *pl, const uint8_
 
                 if (memcmp(row->loc.pack, pack_id, CAIRN_ID_SIZE) != 0)
                         continue;
-                k = rows_del_one(t, CAIRN_TABLE_CHUNKS, row->id);
+                k = cairn_index_del(t, CAIRN_TABLE_CHUNKS, row->id);
                 if (k >= 0 && row->loc.type == CAIRN_BLOB_TREE)
-                        k = rows_del_range(t, CAIRN_TABLE_TREES, row->id);
+                        k = cairn_index_del_prefix(t, CAIRN_TABLE_TREES, row->id);
                 else if (k >= 0 && row->loc.type == CAIRN_BLOB_CONTENT)
-                        k = rows_del_range(t, CAIRN_TABLE_CONTENTS, row->id);
+                        k = cairn_index_del_prefix(t, CAIRN_TABLE_CONTENTS, row->id);
                 if (k < 0)
                         return k;
         }
@@ -581,7 +503,7 @@ static int delete_unused_packs(struct cairn_repo *r, struct packs *ps, const str
                         continue;
                 k = drop_rows_of(t, pl, ps->p[i].id);
                 if (k >= 0)
-                        k = rows_del_one(t, CAIRN_TABLE_PACKS, ps->p[i].id);
+                        k = cairn_index_del(t, CAIRN_TABLE_PACKS, ps->p[i].id);
         }
         if (k >= 0)
                 k = cairn_index_txn_commit(TAKE_PTR(t));
@@ -699,7 +621,7 @@ static int repack_commit(struct repack *rp) {
         for (size_t i = 0; k >= 0 && i < rp->n_batch; i++) {
                 k = drop_rows_of(t, rp->plan, rp->batch[i]->id);
                 if (k >= 0)
-                        k = rows_del_one(t, CAIRN_TABLE_PACKS, rp->batch[i]->id);
+                        k = cairn_index_del(t, CAIRN_TABLE_PACKS, rp->batch[i]->id);
         }
         for (size_t i = 0; k >= 0 && i < n; i++) {
                 struct cairn_chunk_loc loc = {
