@@ -221,7 +221,9 @@ static void entry_from_stat(const struct stat *st, struct cairn_entry *e) {
                 .size = S_ISREG(st->st_mode) || S_ISLNK(st->st_mode) ? (uint64_t) st->st_size : 0,
                 .mtime_ns = ts_ns(&st->st_mtim),
                 .ctime_ns = ts_ns(&st->st_ctim),
-                .atime_ns = ts_ns(&st->st_atim),
+                /* No atime: reading a file or listing a directory changes it,
+                 * so storing it would make every directory a new tree blob
+                 * (and new index rows) each night. */
                 .rdev = S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode) ? (uint64_t) st->st_rdev : 0,
                 .ino = st->st_ino,
                 .nlink = (uint32_t) st->st_nlink,

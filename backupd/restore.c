@@ -382,7 +382,9 @@ static int apply_metadata(struct restore_ctx *c, int fd, int dirfd, const char *
                 }
         }
 
-        struct timespec ts[2] = { ns_to_timespec(e->atime_ns), ns_to_timespec(e->mtime_ns) };
+        /* Path sources do not store atime (see backup.c): 0 means "not
+         * stored", and the restored file gets its mtime as atime. */
+        struct timespec ts[2] = { ns_to_timespec(e->atime_ns ? e->atime_ns : e->mtime_ns), ns_to_timespec(e->mtime_ns) };
         k = fd >= 0 ? futimens(fd, ts) : utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
         if (k < 0) {
                 k = entry_fail(c, -errno, "setting times");

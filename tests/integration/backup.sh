@@ -98,6 +98,9 @@ test -d "$R/empty" && test -z "$(ls -A "$R/empty")"; tap_ok $? "empty directory"
 expect 0 "second backup of an unchanged tree" -- "$CAIRN" backup app --json
 read_bytes=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_read"])')
 test "$read_bytes" = 0; tap_ok $? "reads no file data (bytes_read=$read_bytes)"
+added=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["added_bytes"])')
+# Only the directories above the source (whose mtime the test changed) are new.
+test "$added" -lt 2000; tap_ok $? "stores no new tree for the unchanged source (added_bytes=$added)"
 head -c 100000 /dev/urandom > "$S/dir/new.bin"
 expect 0 "third backup after adding a 100000-byte file" -- "$CAIRN" backup app --json
 read_bytes=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_read"])')
