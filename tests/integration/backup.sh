@@ -113,6 +113,22 @@ first=$("$CAIRN" snapshots --json app | python3 -c 'import json,sys; print(json.
 expect 0 "restore the first snapshot by id prefix, one subdirectory" -- "$CAIRN" restore "${first:0:10}:$S/dir" --target "$T/restore-old"
 test ! -e "$T/restore-old/dir/new.bin" && cmp -s "$S/dir/random.bin" "$T/restore-old/dir/random.bin"; tap_ok $? "the old snapshot does not have the new file"
 
+# ---- one-file-system: a mount point is kept as an empty directory ----
+mkdir -p "$T/fs/mnt" && printf 'outer\n' > "$T/fs/outer.txt"
+if mount -t tmpfs -o size=1m cairn-test "$T/fs/mnt"; then
+        printf 'inner\n' > "$T/fs/mnt/inner.txt"
+        expect 0 "backup --one-file-system across a mount point" -- "$CAIRN" backup --job fs --one-file-system "$T/fs"
+        expect 0 "ls -R of it" -- "$CAIRN" ls -R "fs:$T/fs"
+        contains "$T/fs/mnt/" "$out" "the mount point is there"
+        case "$out" in *inner.txt*) tap_ok 1 "the mounted filesystem's files are not";; *) tap_ok 0 "the mounted filesystem's files are not";; esac
+        expect 0 "without --one-file-system" -- "$CAIRN" backup --job fs2 "$T/fs"
+        expect 0 "ls -R" -- "$CAIRN" ls -R "fs2:$T/fs"
+        contains "$T/fs/mnt/inner.txt" "$out" "the mounted files are included"
+        umount "$T/fs/mnt"
+else
+        tap_ok 1 "mount a tmpfs for the one-file-system test"
+fi
+
 # ---- command sources ----
 expect 0 "command job" -- "$CAIRN" backup dump
 expect 0 "restore the dump" -- "$CAIRN" restore dump --target "$T/dump"
