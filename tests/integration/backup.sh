@@ -206,4 +206,18 @@ expect 0 "index rebuild after the kill" -- "$CAIRN" index rebuild
 expect 0 "restore after the rebuild" -- "$CAIRN" restore app --target "$T/after-rebuild"
 cmp -s "$S/dir/new.bin" "$T/after-rebuild$S/dir/new.bin"; tap_ok $? "same bytes through the rebuilt index"
 
+# ---- forget and prune (app keeps the last 3) ----
+n_app() { "$CAIRN" snapshots --json app | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+before=$(n_app)
+expect 0 "forget --dry-run" -- "$CAIRN" forget --dry-run app
+test "$(echo "$out" | grep -c 'would forget')" = $((before - 3)); tap_ok $? "lists the $((before - 3)) snapshot(s) beyond keep-last 3"
+test "$(n_app)" = "$before"; tap_ok $? "and removes nothing"
+expect 0 "forget --prune" -- "$CAIRN" forget --prune app
+test "$(n_app)" = 3; tap_ok $? "three snapshots of app remain"
+expect 0 "the latest still restores after prune" -- "$CAIRN" restore app --target "$T/after-prune"
+cmp -s "$S/dir/random.bin" "$T/after-prune$S/dir/random.bin"; tap_ok $? "with the same bytes"
+expect 0 "a second prune has nothing to do" -- "$CAIRN" prune --json
+echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["packs_deleted"]==0 and d["packs_repacked"]==0, d'
+tap_ok $? "no pack deleted or repacked"
+
 tap_finish
