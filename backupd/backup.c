@@ -302,16 +302,26 @@ static int read_xattrs(struct bk_backup *b, const char *path, struct cairn_xattr
 
 static void progress(struct bk_backup *b) {
         int64_t now;
+        double secs, rate;
+
         if (!b->opts->progress)
                 return;
         now = now_ns();
         if (now - b->last_progress_ns < 250000000)
                 return;
         b->last_progress_ns = now;
-        double secs = (double) (now - b->snap->start_ns) / 1e9;
-        double rate = secs > 0 ? (double) b->bytes_read / secs : 0;
-        fprintf(stderr, "\r%s: %" PRIu64 " files, %.1f MiB read, %.1f MiB/s   ", b->opts->job, b->snap->files,
-                (double) b->bytes_read / 1048576.0, rate / 1048576.0);
+        /* finished files plus what is read of the current one */
+        uint64_t done = b->snap->bytes + (b->bytes_read - b->read_at_file_start);
+        secs = (double) (now - b->snap->start_ns) / 1e9;
+        rate = secs > 0 ? (double) done / secs : 0;
+        fprintf(stderr, "\r\033[K%s: %" PRIu64 " files, %.1f MiB (%.1f MiB read), %.1f MiB/s", b->opts->job,
+                b->snap->files, (double) done / 1048576.0, (double) b->bytes_read / 1048576.0, rate / 1048576.0);
+        /* The size is known only from the previous snapshot: an estimate. */
+        if (b->parent && b->parent->bytes > done && rate > 0) {
+                double left = (double) (b->parent->bytes - done) / rate;
+                fprintf(stderr, ", ~%.0f%%, ETA %dm%02ds", 100.0 * (double) done / (double) b->parent->bytes,
+                        (int) left / 60, (int) left % 60);
+        }
 }
 
 /* Read an open regular file into a content, holes found with
@@ -325,6 +335,7 @@ static int read_file(struct bk_backup *b, int fd, uint64_t size, uint8_t content
         int k;
 
         *ret_short = false;
+        b->read_at_file_start = b->bytes_read;
         buf = malloc(READ_SIZE);
         if (!buf)
                 return -ENOMEM;
@@ -384,7 +395,9 @@ static int read_file(struct bk_backup *b, int fd, uint64_t size, uint8_t content
                 bk_content_abort(c);
                 return k;
         }
-        return bk_content_end(c, content, ret_size);
+        k = bk_content_end(c, content, ret_size);
+        b->read_at_file_start = b->bytes_read;
+        return k;
 }
 
 static bool excluded(const struct bk_backup *b, const char *path, const char *name) {

@@ -49,6 +49,7 @@ struct bk_backup {
         struct bk_pool *pool;                 /* hashing/compression workers (content.c) */
         struct bk_content *content;           /* the one content being written */
         uint64_t bytes_read;                  /* file and stream data read this run */
+        uint64_t read_at_file_start;          /* bytes_read when the current file began (progress) */
         uint64_t files_unchanged;             /* reused from the parent without reading */
         int64_t last_progress_ns;
         uint64_t expected_bytes;              /* for the ETA, when known */
