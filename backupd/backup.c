@@ -24,7 +24,6 @@
 #include "util.h"
 
 #define READ_SIZE (1024u * 1024)
-#define LOG_MAX (64u * 1024)            /* of a command's stderr kept in the record */
 #define XATTR_LIST_MAX_ (64u * 1024)
 
 /* (dev, ino) of files with several links → their content, so a hard link
@@ -300,7 +299,7 @@ static int read_xattrs(struct bk_backup *b, const char *path, struct cairn_xattr
         return 0;
 }
 
-static void progress(struct bk_backup *b) {
+void bk_backup_progress(struct bk_backup *b) {
         int64_t now;
         double secs, rate;
 
@@ -386,7 +385,7 @@ static int read_file(struct bk_backup *b, int fd, uint64_t size, uint8_t content
                                 break;
                         off += (uint64_t) n;
                         b->bytes_read += (uint64_t) n;
-                        progress(b);
+                        bk_backup_progress(b);
                 }
                 if (k < 0 || *ret_short)
                         break;
@@ -631,7 +630,7 @@ static int walk_dir(struct bk_backup *b, int dfd, const char *path, dev_t dev, c
                 k = cairn_store_add(b->store, CAIRN_BLOB_TREE, blob, len, ret_tree, NULL);
         if (k >= 0) {
                 b->snap->dirs++;
-                progress(b);
+                bk_backup_progress(b);
         }
         return k;
 }
@@ -779,46 +778,22 @@ int bk_backup_path(struct bk_backup *b, const char *path) {
 }
 
 int bk_backup_command(struct bk_backup *b, const char *command, const char *filename) {
-        _cleanup_close_ int errfd = -1;
-        _cleanup_free_ char *stderr_text = NULL;
-        struct bk_content *c = NULL;
+        _cleanup_(bk_child_release) struct bk_child child = BK_CHILD_INIT;
+        _cleanup_free_ char *last = NULL;
         _cleanup_free_ uint8_t *buf = NULL;
-        int pipefd[2], status, k = 0;
+        struct bk_content *c = NULL;
         struct cairn_entry e = { .type = CAIRN_ENTRY_FILE, .mode = 0100644, .nlink = 1 };
-        pid_t pid;
+        int status, k, kf;
 
         buf = malloc(READ_SIZE);
         if (!buf)
                 return -ENOMEM;
-        /* stderr goes to an anonymous file, read after the command ends:
-         * no second pipe to drain while stdout streams. */
-        errfd = memfd_create("cairn-stderr", MFD_CLOEXEC);
-        if (errfd < 0)
-                return log_error_errno(-errno, "Cannot create a buffer for stderr: %m");
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return log_error_errno(-errno, "Cannot create a pipe: %m");
-        pid = fork();
-        if (pid < 0) {
-                k = -errno;
-                close(pipefd[0]);
-                close(pipefd[1]);
-                return log_error_errno(k, "Cannot fork: %m");
-        }
-        if (pid == 0) {
-                int devnull = open("/dev/null", O_RDONLY);
-                if (devnull >= 0)
-                        dup2(devnull, 0);
-                dup2(pipefd[1], 1);
-                dup2(errfd, 2);
-                signal(SIGPIPE, SIG_DFL);
-                execl("/bin/sh", "sh", "-c", command, (char *) NULL);
-                _exit(127);
-        }
-        close(pipefd[1]);
-
+        k = bk_child_start(b, command, &child);
+        if (k < 0)
+                return k;
         k = bk_content_begin(b, &c);
         while (k >= 0) {
-                ssize_t n = read(pipefd[0], buf, READ_SIZE);
+                ssize_t n = read(child.out, buf, READ_SIZE);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0) {
@@ -829,54 +804,17 @@ int bk_backup_command(struct bk_backup *b, const char *command, const char *file
                         break;
                 k = bk_content_write(c, buf, (size_t) n);
                 b->bytes_read += (uint64_t) n;
-                progress(b);
+                bk_backup_progress(b);
         }
-        close(pipefd[0]);      /* a command still writing gets SIGPIPE */
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                ;
-
-        /* Keep the tail of stderr: the end says why it failed. */
-        {
-                off_t size = lseek(errfd, 0, SEEK_END);
-                if (size > 0) {
-                        size_t want = (size_t) MIN((uint64_t) size, LOG_MAX);
-                        ssize_t got;
-                        stderr_text = malloc(want + 1);
-                        got = stderr_text ? pread(errfd, stderr_text, want, size - (off_t) want) : -1;
-                        if (got > 0) {
-                                char *joined = NULL;
-                                stderr_text[got] = 0;
-                                if (asprintf(&joined, "%s%s: %s", b->snap->log ? b->snap->log : "", command,
-                                             stderr_text) >= 0) {
-                                        free(b->snap->log);
-                                        b->snap->log = joined;
-                                }
-                                if (cairn_log_get_level() >= CAIRN_LOG_DEBUG)
-                                        fprintf(stderr, "%s", stderr_text);
-                        } else if (stderr_text)
-                                stderr_text[0] = 0;
-                }
-        }
-
+        kf = bk_child_finish(b, command, &child, &status, &last);
+        if (k >= 0)
+                k = kf;
+        if (k >= 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                k = bk_child_failed(b, command, status, last);
         if (k < 0) {
                 if (c)
                         bk_content_abort(c);
                 return k;
-        }
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                /* The last non-empty line of stderr says why. */
-                char *last = stderr_text ? stderr_text : (char *) "";
-                size_t n = strlen(last);
-                while (n > 0 && (last[n - 1] == '\n' || last[n - 1] == '\r'))
-                        last[--n] = 0;
-                if (strrchr(last, '\n'))
-                        last = strrchr(last, '\n') + 1;
-                bk_content_abort(c);
-                if (WIFEXITED(status))
-                        return log_error_errno(-ECHILD, "job \"%s\": command \"%s\" exited with status %d%s%s", b->opts->job,
-                                               command, WEXITSTATUS(status), *last ? ": " : "", last);
-                return log_error_errno(-ECHILD, "job \"%s\": command \"%s\" was killed by signal %d (%s)", b->opts->job,
-                                       command, WTERMSIG(status), strsignal(WTERMSIG(status)));
         }
         k = bk_content_end(c, e.ref, &e.size);
         if (k < 0)

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "repo.h"
 #include "snapshot.h"
@@ -84,6 +85,25 @@ int bk_content_hole(struct bk_content *c, uint64_t len);
  * *ret_size the total length including holes.  Frees @c. */
 int bk_content_end(struct bk_content *c, uint8_t ret_id[CAIRN_ID_SIZE], uint64_t *ret_size);
 void bk_content_abort(struct bk_content *c);
+
+/* A running command of a source (command.c): stdout on @out, stderr
+ * collected in @err. */
+struct bk_child {
+        pid_t pid;
+        int out;
+        int err;
+};
+#define BK_CHILD_INIT { .pid = -1, .out = -1, .err = -1 }
+int bk_child_start(struct bk_backup *b, const char *command, struct bk_child *c);
+/* Close stdout, wait, keep the tail of stderr in the snapshot's log;
+ * *ret_last: its last non-empty line (malloc'd, "" when none). */
+int bk_child_finish(struct bk_backup *b, const char *command, struct bk_child *c, int *ret_status, char **ret_last);
+void bk_child_release(struct bk_child *c);
+/* Log "job …: command … exited with status N: <last>" (or the signal); -ECHILD. */
+int bk_child_failed(struct bk_backup *b, const char *command, int status, const char *last);
+
+/* The progress line on stderr (rate-limited; no-op unless opts->progress). */
+void bk_backup_progress(struct bk_backup *b);
 
 /* Worker pool of content.c: created by bk_backup_new. */
 int bk_pool_new(unsigned threads, struct bk_pool **ret);

@@ -32,7 +32,6 @@
 #include "util.h"
 
 #define TAR_READ_BLOCK (64u * 1024)     /* what libarchive asks of the pipe at a time */
-#define TAR_LOG_MAX (64u * 1024)        /* of the command's stderr kept in the record */
 #define TAR_WARN_MAX 1000               /* warnings listed one by one; the rest are counted */
 #define TAR_NO_INODE SIZE_MAX
 
@@ -59,17 +58,11 @@ struct tar_name {
         size_t inode;                   /* TAR_NO_INODE once something else took the name */
 };
 
-struct tar_child {
-        pid_t pid;
-        int out;                        /* read end of the command's stdout */
-        int err;                        /* memfd collecting its stderr */
-};
-
 struct tar_source {
         struct bk_backup *b;
         const char *command;
         char *dir;                      /* normalized, "" for the root */
-        struct tar_child child;
+        struct bk_child child;
         struct archive *a;
         struct tar_name *slots;         /* open addressing on path */
         size_t n_slots, n_names;
@@ -105,10 +98,7 @@ static void tar_source_release(struct tar_source *t) {
         free(t->inodes);
         free(t->damage);
         free(t->dir);
-        if (t->child.out >= 0)
-                close(t->child.out);
-        if (t->child.err >= 0)
-                close(t->child.err);
+        bk_child_release(&t->child);
 }
 
 /* A warning about one entry: the snapshot becomes partial.  A hostile
@@ -139,22 +129,6 @@ static int tar_damaged(struct tar_source *t, const char *why) {
                         return -ENOMEM;
         }
         return -EBADMSG;
-}
-
-static void tar_progress(struct bk_backup *b) {
-        int64_t now;
-        double secs, rate;
-
-        if (!b->opts->progress)
-                return;
-        now = now_ns();
-        if (now - b->last_progress_ns < 250000000)
-                return;
-        b->last_progress_ns = now;
-        secs = (double) (now - b->snap->start_ns) / 1e9;
-        rate = secs > 0 ? (double) b->bytes_read / secs : 0;
-        fprintf(stderr, "\r%s: %" PRIu64 " files, %.1f MiB read, %.1f MiB/s   ", b->opts->job, b->snap->files,
-                (double) b->bytes_read / 1048576.0, rate / 1048576.0);
 }
 
 /* @base (already normalized) joined with the archive path @p: empty and
@@ -604,7 +578,7 @@ static int tar_read_data(struct tar_source *t, const char *raw, uint64_t size, b
                                 break;
                         pos += len;
                         b->bytes_read += len;
-                        tar_progress(b);
+                        bk_backup_progress(b);
                 }
         }
         if (k >= 0 && size > pos && (*ret_any || !only_data))
@@ -886,83 +860,6 @@ static int tar_drain(struct tar_source *t) {
         return 0;
 }
 
-static int tar_child_start(struct tar_source *t) {
-        int pipefd[2], k;
-
-        /* stderr goes to an anonymous file, read after the command ends:
-         * no second pipe to drain while the archive streams. */
-        t->child.err = memfd_create("cairn-stderr", MFD_CLOEXEC);
-        if (t->child.err < 0)
-                return log_error_errno(-errno, "job \"%s\": cannot create a buffer for stderr: %m", t->b->opts->job);
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return log_error_errno(-errno, "job \"%s\": cannot create a pipe: %m", t->b->opts->job);
-        t->child.pid = fork();
-        if (t->child.pid < 0) {
-                k = -errno;
-                close(pipefd[0]);
-                close(pipefd[1]);
-                return log_error_errno(k, "job \"%s\": cannot fork for \"%s\": %m", t->b->opts->job, t->command);
-        }
-        if (t->child.pid == 0) {
-                int devnull = open("/dev/null", O_RDONLY);
-                if (devnull >= 0)
-                        dup2(devnull, 0);
-                dup2(pipefd[1], 1);
-                dup2(t->child.err, 2);
-                signal(SIGPIPE, SIG_DFL);
-                execl("/bin/sh", "sh", "-c", t->command, (char *) NULL);
-                _exit(127);
-        }
-        close(pipefd[1]);
-        t->child.out = pipefd[0];
-        return 0;
-}
-
-/* Wait for the command (after closing our end, so one still writing gets
- * SIGPIPE) and keep the tail of its stderr in the snapshot's log: the end
- * says why it failed.  *ret_last: its last non-empty line, malloc'd. */
-static int tar_child_finish(struct tar_source *t, int *ret_status, char **ret_last) {
-        struct bk_backup *b = t->b;
-        _cleanup_free_ char *text = NULL;
-        off_t size;
-        char *end, *nl;
-
-        close(t->child.out);
-        t->child.out = -1;
-        while (waitpid(t->child.pid, ret_status, 0) < 0 && errno == EINTR)
-                ;
-        *ret_last = NULL;
-        size = lseek(t->child.err, 0, SEEK_END);
-        if (size > 0) {
-                size_t want = (size_t) MIN((uint64_t) size, TAR_LOG_MAX);
-                ssize_t got;
-
-                text = malloc(want + 1);
-                if (!text)
-                        return -ENOMEM;
-                got = pread(t->child.err, text, want, size - (off_t) want);
-                text[got > 0 ? got : 0] = 0;
-                if (got > 0) {
-                        char *joined = NULL;
-                        if (asprintf(&joined, "%s%s: %s", b->snap->log ? b->snap->log : "", t->command, text) >= 0) {
-                                free(b->snap->log);
-                                b->snap->log = joined;
-                        }
-                        if (cairn_log_get_level() >= CAIRN_LOG_DEBUG)
-                                fprintf(stderr, "%s", text);
-                }
-        }
-        if (!text)
-                return (*ret_last = strdup("")) ? 0 : -ENOMEM;
-        end = text + strlen(text);
-        while (end > text && (end[-1] == '\n' || end[-1] == '\r'))
-                end--;
-        *end = 0;
-        nl = strrchr(text, '\n');
-        *ret_last = strdup(nl ? nl + 1 : text);
-        return *ret_last ? 0 : -ENOMEM;
-}
-
 int bk_backup_tar_command(struct bk_backup *b, const char *command, const char *dir) {
         _cleanup_(tar_source_release) struct tar_source t = { .b = b, .command = command,
                                                               .child = { .pid = -1, .out = -1, .err = -1 } };
@@ -990,7 +887,7 @@ int bk_backup_tar_command(struct bk_backup *b, const char *command, const char *
                                                                              : strerror(-k));
         }
 
-        k = tar_child_start(&t);
+        k = bk_child_start(b, command, &t.child);
         if (k < 0)
                 return k;
 
@@ -1012,7 +909,7 @@ int bk_backup_tar_command(struct bk_backup *b, const char *command, const char *
         if (k >= 0)
                 k = tar_drain(&t);
 
-        kf = tar_child_finish(&t, &status, &last);
+        kf = bk_child_finish(b, command, &t.child, &status, &last);
         if (k >= 0)
                 k = kf;
         if (k < 0 && k != -EBADMSG && t.logged)
@@ -1027,11 +924,7 @@ int bk_backup_tar_command(struct bk_backup *b, const char *command, const char *
                 if (t.damage)
                         log_debug("job \"%s\": the tar stream of \"%s\" ended early: %s", b->opts->job, command,
                                   t.damage);
-                if (WIFEXITED(status))
-                        return log_error_errno(-ECHILD, "job \"%s\": command \"%s\" exited with status %d%s%s",
-                                               b->opts->job, command, WEXITSTATUS(status), *last ? ": " : "", last);
-                return log_error_errno(-ECHILD, "job \"%s\": command \"%s\" was killed by signal %d (%s)", b->opts->job,
-                                       command, WTERMSIG(status), strsignal(WTERMSIG(status)));
+                return bk_child_failed(b, command, status, last);
         }
         if (k == -EBADMSG)
                 return log_error_errno(-EBADMSG, "job \"%s\": the tar stream of \"%s\" is damaged: %s", b->opts->job,
