@@ -1,0 +1,496 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cairnfs: mount every snapshot of every job of a cairn repository as one
+ * read-only tree.  Also installed as mount.cairnfs, the helper mount(8)
+ * runs for fstab lines of type cairnfs (fuse.cairnfs goes through
+ * mount.fuse3, which runs "cairnfs SOURCE DIR -o OPTIONS").
+ *
+ * Everything that can fail is checked before the mount, while the
+ * operator still sees stderr: the mountpoint, /dev/fuse, the repository
+ * and its passphrase.  Without -f the process forks first (the index
+ * must never be used across a fork) and the parent waits for the child to
+ * say the mount is up, so "mount" returns only once it works, and an error
+ * is its exit status.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "fs.h"
+#include "log.h"
+#include "util.h"
+
+#define DEFAULT_CACHE_MIB 128
+#define DEFAULT_READAHEAD 4
+#define DEFAULT_THREADS 8
+
+static const char usage_text[] =
+        "Usage: cairnfs [OPTIONS] REPOSITORY MOUNTPOINT\n"
+        "       mount.cairnfs REPOSITORY MOUNTPOINT [-o OPTIONS]   (mount(8) helper)\n"
+        "\n"
+        "Mount every snapshot of every job of a cairn repository, read-only:\n"
+        "  MOUNTPOINT/JOB/2026-11-21T01:00:00Z/...   a snapshot (start time, UTC)\n"
+        "  MOUNTPOINT/JOB/2026-11-21T01:00:00Z.2/... a second snapshot started in the same second\n"
+        "  MOUNTPOINT/JOB/2026-11-21T01:00:00Z.partial/  a partial snapshot (some files could not\n"
+        "                                            be read; \"cairn snapshots\" says which)\n"
+        "  MOUNTPOINT/JOB/latest -> ...              the newest complete snapshot\n"
+        "Snapshots that backups add, and those that forget removes, show within about a second.\n"
+        "\n"
+        "Options:\n"
+        "  -f                      stay in the foreground (log to stderr)\n"
+        "  -d                      debug: foreground, FUSE requests logged\n"
+        "  -o OPT[,OPT...]         mount options:\n"
+        "       password_file=FILE     read the passphrase from FILE (else $CAIRN_PASSWORD_FILE,\n"
+        "       password_command=CMD   $CAIRN_PASSWORD_COMMAND or $CAIRN_PASSWORD)\n"
+        "       allow_other            let other users (and containers) use the mount; the stored\n"
+        "                              modes and owners still decide who reads what\n"
+        "       no_default_permissions do not let the kernel check the stored modes (default: it does)\n"
+        "       cache_size=MIB         decoded chunk cache (default " "128" ")\n"
+        "       readahead=N            chunks decoded ahead of a sequential reader (default 4; 0: off)\n"
+        "       threads=N              request threads (default 8)\n"
+        "       fsname=NAME            what df and /proc/mounts show (default: the repository path)\n"
+        "     ro, nosuid, nodev, noexec, noatime, ... and fstab's noauto, nofail, _netdev, x-*:\n"
+        "     accepted; the mount is always read-only, nosuid and nodev.\n"
+        "  -h, --help              this text\n"
+        "  -V, --version           print the version\n"
+        "\n"
+        "Unmount with \"fusermount3 -u MOUNTPOINT\" (or umount as root); SIGTERM does the same.\n"
+        "fstab: /backups/repo /restore fuse.cairnfs ro,allow_other,password_file=/etc/cairn/passphrase 0 0\n"
+        "\n"
+        "Exit status: 0 after a clean unmount (or, without -f, once mounted); 1 on an error,\n"
+        "which is printed before anything is mounted; 2 usage error.\n";
+
+struct options {
+        const char *repo;
+        const char *mountpoint;
+        bool foreground, debug, fake;
+        struct cairn_pass_source pass;
+        bool allow_other, allow_root, default_permissions, noexec;
+        unsigned cache_mib, readahead, threads;
+        char *fsname;
+};
+
+static bool daemon_syslog;
+
+static void log_handler(int level, const char *msg, void *userdata) {
+        if (daemon_syslog) {
+                syslog(level <= CAIRN_LOG_ERR ? LOG_ERR : level == CAIRN_LOG_WARNING ? LOG_WARNING :
+                       level == CAIRN_LOG_INFO ? LOG_INFO : LOG_DEBUG, "%s", msg);
+                return;
+        }
+        fprintf(stderr, "cairnfs: %s%s\n",
+                level <= CAIRN_LOG_ERR ? "error: " : level == CAIRN_LOG_WARNING ? "warning: " : "", msg);
+}
+
+static int parse_uint(const char *opt, const char *v, unsigned min, unsigned max, unsigned *ret) {
+        char *end;
+        unsigned long n;
+
+        errno = 0;
+        n = strtoul(v, &end, 10);
+        if (errno || end == v || *end || n < min || n > max) {
+                log_error("Mount option %s: \"%s\" is not a number from %u to %u", opt, v, min, max);
+                return -EINVAL;
+        }
+        *ret = (unsigned) n;
+        return 0;
+}
+
+/* One option of a -o list. */
+static int parse_option(struct options *o, char *opt) {
+        static const char *const ignored[] = {
+                /* fstab/mount(8) words that are not ours to act on */
+                "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "owner",
+                "ro", "nosuid", "nodev", "suid", "dev", "exec", "atime", "noatime", "relatime",
+                "norelatime", "strictatime", "nodiratime", "diratime", "async", "sync", "dirsync",
+                "default_permissions", "lazytime", "nolazytime",
+        };
+        char *eq = strchr(opt, '=');
+        const char *v = eq ? eq + 1 : NULL;
+
+        if (eq)
+                *eq = 0;
+        if (streq(opt, "password_file") && v && *v)
+                o->pass = (struct cairn_pass_source) { CAIRN_PASS_FILE, v };
+        else if (streq(opt, "password_command") && v && *v)
+                o->pass = (struct cairn_pass_source) { CAIRN_PASS_COMMAND, v };
+        else if (streq(opt, "cache_size") && v)
+                return parse_uint(opt, v, 16, 1u << 20, &o->cache_mib);
+        else if (streq(opt, "readahead") && v)
+                return parse_uint(opt, v, 0, 64, &o->readahead);
+        else if (streq(opt, "threads") && v)
+                return parse_uint(opt, v, 1, 256, &o->threads);
+        else if (streq(opt, "fsname") && v && *v) {
+                free(o->fsname);
+                o->fsname = strdup(v);
+                if (!o->fsname)
+                        return -ENOMEM;
+        } else if (streq(opt, "allow_other") && !v)
+                o->allow_other = true;
+        else if (streq(opt, "allow_root") && !v)
+                o->allow_root = true;
+        else if (streq(opt, "no_default_permissions") && !v)
+                o->default_permissions = false;
+        else if (streq(opt, "noexec") && !v)
+                o->noexec = true;
+        else if (streq(opt, "rw") && !v)
+                log_warning("Mount option rw ignored: the mount is read-only");
+        else if (strncmp(opt, "x-", 2) == 0 || streq(opt, "comment") || streq(opt, "context") ||
+                 streq(opt, "subtype"))
+                ; /* mount(8) and systemd's own */
+        else {
+                for (size_t i = 0; i < ELEMENTSOF(ignored); i++)
+                        if (streq(opt, ignored[i]) && !v)
+                                return 0;
+                if (v)
+                        *eq = '=';
+                log_error("Unknown mount option \"%s\" (see cairnfs --help)", opt);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* Split a -o list at commas; "\," is a comma inside a value. */
+static int parse_option_list(struct options *o, char *list) {
+        char *p = list;
+
+        while (*p) {
+                char *start = p, *w = p;
+                while (*p && *p != ',') {
+                        if (*p == '\\' && p[1])
+                                p++;
+                        *w++ = *p++;
+                }
+                if (*p == ',')
+                        p++;
+                *w = 0;
+                if (*start) {
+                        int r = parse_option(o, start);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+static int parse_args(int argc, char **argv, struct options *o, bool as_helper) {
+        static const struct option longopts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {}
+        };
+        const char *positional[2];
+        int n_pos = 0, c;
+
+        /* Options may follow the positional arguments, as mount(8) passes them. */
+        while (optind < argc) {
+                if ((c = getopt_long(argc, argv, as_helper ? "+fnsvo:t:N:hV" : "+fdso:hV", longopts, NULL)) < 0) {
+                        if (n_pos == 2) {
+                                log_error("Too many arguments: \"%s\" (see cairnfs --help)", argv[optind]);
+                                return -EINVAL;
+                        }
+                        positional[n_pos++] = argv[optind++];
+                        continue;
+                }
+                switch (c) {
+                case 'f':
+                        if (as_helper)
+                                o->fake = true;   /* mount(8): do everything but mount */
+                        else
+                                o->foreground = true;
+                        break;
+                case 'd':
+                        o->debug = o->foreground = true;
+                        break;
+                case 'o':
+                        if (parse_option_list(o, optarg) < 0)
+                                return -EINVAL;
+                        break;
+                case 'n': case 's': case 'v': case 't': case 'N':
+                        break;
+                case 'h':
+                        fputs(usage_text, stdout);
+                        exit(0);
+                case 'V':
+                        printf("cairnfs %s\n", PACKAGE_VERSION);
+                        exit(0);
+                default:
+                        return -EINVAL;
+                }
+        }
+        if (n_pos != 2) {
+                log_error("Give the repository and the mountpoint (see cairnfs --help)");
+                return -EINVAL;
+        }
+        o->repo = positional[0];
+        o->mountpoint = positional[1];
+        return 0;
+}
+
+static int check_mountpoint(const char *path) {
+        struct stat st;
+
+        if (stat(path, &st) < 0)
+                return log_error_errno(-errno, "Mountpoint %s: %m%s", path,
+                                       errno == ENOENT ? " (create it first: mkdir -p)" : "");
+        if (!S_ISDIR(st.st_mode))
+                return log_error_errno(-ENOTDIR, "Mountpoint %s is not a directory", path);
+        return 0;
+}
+
+static int check_fuse_device(void) {
+        int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+        if (fd < 0)
+                return log_error_errno(-errno, "Cannot open /dev/fuse: %m (%s)",
+                                       errno == ENOENT ? "no FUSE device: load the fuse module, or give the "
+                                                         "container --device /dev/fuse" :
+                                                         "FUSE is not usable here");
+        close(fd);
+        return 0;
+}
+
+/* "a,b" → "a\,b" for a value inside a -o list. */
+static char *escape_commas(const char *s) {
+        size_t n = 0;
+        char *out, *w;
+
+        for (const char *p = s; *p; p++)
+                n += (*p == ',' || *p == '\\') ? 2 : 1;
+        out = malloc(n + 1);
+        if (!out)
+                return NULL;
+        w = out;
+        for (const char *p = s; *p; p++) {
+                if (*p == ',' || *p == '\\')
+                        *w++ = '\\';
+                *w++ = *p;
+        }
+        *w = 0;
+        return out;
+}
+
+static struct fuse_session *session_new(struct options *o, struct fs_ctx *ctx) {
+        _cleanup_free_ char *fsname = escape_commas(o->fsname ? o->fsname : o->repo);
+        char opts[PATH_MAX + 256];
+        char *argv[4] = { (char *) "cairnfs", (char *) "-o", opts, NULL };
+        struct fuse_args args;
+        struct fuse_session *se;
+
+        if (!fsname)
+                return NULL;
+        snprintf(opts, sizeof opts, "ro,nosuid,nodev,fsname=%s,subtype=cairnfs%s%s%s%s%s", fsname,
+                 o->default_permissions ? ",default_permissions" : "", o->allow_other ? ",allow_other" : "",
+                 o->allow_root ? ",allow_root" : "", o->noexec ? ",noexec" : "", o->debug ? ",debug" : "");
+        args = (struct fuse_args) FUSE_ARGS_INIT(3, argv);
+        se = fuse_session_new(&args, &fs_ops, sizeof fs_ops, ctx);
+        fuse_opt_free_args(&args);
+        return se;
+}
+
+/* Fork; the parent waits for the child's word (one byte: its exit status)
+ * and exits with it.  Returns the write end of the pipe in the child. */
+static int fork_and_wait(void) {
+        int pfd[2];
+        pid_t pid;
+
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                return log_error_errno(-errno, "pipe: %m");
+        pid = fork();
+        if (pid < 0)
+                return log_error_errno(-errno, "fork: %m");
+        if (pid > 0) {
+                unsigned char status = 1;
+                close(pfd[1]);
+                if (read(pfd[0], &status, 1) != 1) {
+                        int ws;
+                        /* The child died before it could say. */
+                        if (waitpid(pid, &ws, 0) == pid && WIFEXITED(ws))
+                                _exit(WEXITSTATUS(ws) ? WEXITSTATUS(ws) : 1);
+                        _exit(1);
+                }
+                _exit(status);
+        }
+        close(pfd[0]);
+        if (setsid() < 0)
+                log_warning_errno(-errno, "setsid: %m");
+        return pfd[1];
+}
+
+static void tell_parent(int *fd, unsigned char status) {
+        if (*fd < 0)
+                return;
+        (void) !write(*fd, &status, 1);
+        close(*fd);
+        *fd = -1;
+}
+
+static void detach_stdio(void) {
+        int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        dup2(fd, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+}
+
+static void snapshot_passphrase(struct options *o) {
+        if (o->pass.kind != CAIRN_PASS_NONE)
+                return;
+        if (getenv("CAIRN_PASSWORD_FILE"))
+                o->pass = (struct cairn_pass_source) { CAIRN_PASS_FILE, getenv("CAIRN_PASSWORD_FILE") };
+        else if (getenv("CAIRN_PASSWORD_COMMAND"))
+                o->pass = (struct cairn_pass_source) { CAIRN_PASS_COMMAND, getenv("CAIRN_PASSWORD_COMMAND") };
+        else if (getenv("CAIRN_PASSWORD"))
+                o->pass = (struct cairn_pass_source) { CAIRN_PASS_ENV, "CAIRN_PASSWORD" };
+}
+
+int main(int argc, char **argv) {
+        struct options o = {
+                .default_permissions = true,
+                .cache_mib = DEFAULT_CACHE_MIB,
+                .readahead = DEFAULT_READAHEAD,
+                .threads = DEFAULT_THREADS,
+        };
+        struct fs_ctx ctx = {
+                .cat_lock = PTHREAD_MUTEX_INITIALIZER,
+                .stop_lock = PTHREAD_MUTEX_INITIALIZER,
+                .stop_cond = PTHREAD_COND_INITIALIZER,
+                .refresh_ms = 1000,
+                .virtual_timeout = 1.0,
+                .tree_timeout = 86400.0,
+        };
+        const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+        bool as_helper = strncmp(base, "mount.", 6) == 0;
+        struct fuse_loop_config *loop = NULL;
+        _cleanup_close_ int notify_fd = -1;
+        _cleanup_free_ char *mountpoint_abs = NULL;
+        int r, status = 1;
+        bool mounted = false;
+
+        cairn_log_set_handler(log_handler, NULL);
+        /* Large chunk buffers straight from mmap, so freed cache memory goes
+         * back to the system; few arenas, so RSS follows the cache. */
+        mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+        mallopt(M_ARENA_MAX, 4);
+
+        if (parse_args(argc, argv, &o, as_helper) < 0)
+                return 2;
+        snapshot_passphrase(&o);
+        if (o.debug)
+                cairn_log_set_level(CAIRN_LOG_DEBUG);
+
+        if (check_mountpoint(o.mountpoint) < 0 || check_fuse_device() < 0)
+                return 1;
+        /* The daemon leaves its working directory; unmounting needs the full path. */
+        mountpoint_abs = realpath(o.mountpoint, NULL);
+        if (!mountpoint_abs) {
+                log_error_errno(-errno, "Mountpoint %s: %m", o.mountpoint);
+                return 1;
+        }
+        o.mountpoint = mountpoint_abs;
+        if (o.fake)
+                return 0;
+
+        if (!o.foreground) {
+                notify_fd = fork_and_wait();
+                if (notify_fd < 0)
+                        return 1;
+        }
+
+        r = cairn_repo_open(o.repo, &o.pass, &ctx.repo);
+        if (r < 0) {
+                if (r == -ENOENT)
+                        log_error("No cairn repository at %s (create one with \"cairn init\")", o.repo);
+                goto out;
+        }
+        ctx.index = cairn_repo_index(ctx.repo);
+        r = fs_nodes_new(&ctx.nodes);
+        if (r < 0)
+                goto out;
+        r = cairn_chunk_cache_new(ctx.repo, (size_t) o.cache_mib << 20, o.readahead ? 2 : 0, &ctx.cache);
+        if (r < 0)
+                goto out;
+        r = fs_catalog_init(&ctx);
+        if (r < 0)
+                goto out;
+        ctx.uid = getuid();
+        ctx.gid = getgid();
+        ctx.mount_ns = now_ns();
+        ctx.default_permissions = o.default_permissions;
+        ctx.readahead_chunks = o.readahead;
+
+        ctx.se = session_new(&o, &ctx);
+        if (!ctx.se) {
+                log_error("Cannot set up the FUSE session (see the message above)");
+                goto out;
+        }
+        if (fuse_set_signal_handlers(ctx.se) < 0) {
+                log_error("Cannot install signal handlers");
+                goto out;
+        }
+        if (fuse_session_mount(ctx.se, o.mountpoint) < 0) {
+                log_error("Cannot mount on %s (see the message above)", o.mountpoint);
+                goto out;
+        }
+        mounted = true;
+        r = fs_refresher_start(&ctx);
+        if (r < 0)
+                goto out;
+
+        if (!o.foreground) {
+                openlog("cairnfs", LOG_PID, LOG_DAEMON);
+                daemon_syslog = true;
+                if (chdir("/") < 0)
+                        log_warning_errno(-errno, "chdir /: %m");
+                tell_parent(&notify_fd, 0);
+                detach_stdio();
+        } else if (chdir("/") < 0)
+                log_warning_errno(-errno, "chdir /: %m");
+        log_info("Mounted %s on %s", o.repo, o.mountpoint);
+
+        loop = fuse_loop_cfg_create();
+        if (!loop) {
+                log_error("Out of memory");
+                goto out;
+        }
+        fuse_loop_cfg_set_clone_fd(loop, 1);
+        fuse_loop_cfg_set_max_threads(loop, o.threads);
+        fuse_loop_cfg_set_idle_threads(loop, MIN(o.threads, 4u));
+        r = fuse_session_loop_mt(ctx.se, loop);
+        /* A signal ends the loop with its number; unmounting with 0. */
+        if (r < 0)
+                log_error_errno(r, "The FUSE session ended: %m");
+        else
+                status = 0;
+
+out:
+        tell_parent(&notify_fd, 1);
+        fs_refresher_stop(&ctx);
+        if (loop)
+                fuse_loop_cfg_destroy(loop);
+        if (ctx.se) {
+                if (mounted)
+                        fuse_session_unmount(ctx.se);
+                fuse_remove_signal_handlers(ctx.se);
+                fuse_session_destroy(ctx.se);
+        }
+        cairn_chunk_cache_free(ctx.cache);
+        fs_nodes_free(ctx.nodes);
+        fs_catalog_unref(ctx.cat);
+        cairn_repo_free(ctx.repo);
+        free(o.fsname);
+        return status;
+}

@@ -1,0 +1,418 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Decoded-chunk cache: shards of (hash table + LRU list), "loading"
+ * entries that later readers wait on, and a small pool of prefetch
+ * workers fed by a bounded ring.
+ *
+ * Lock order: a shard's lock and the prefetch queue's lock are never held
+ * together; neither is held while a blob is read or decoded.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chunk-cache.h"
+#include "log.h"
+#include "repo.h"
+#include "util.h"
+
+#define N_SHARDS 16
+#define QUEUE_SIZE 64
+#define MIN_BUDGET (16u * 1024 * 1024)
+
+enum entry_state { LOADING, READY, FAILED };
+
+struct entry {
+        struct cairn_chunk pub;          /* first: a released pointer is cast back */
+        uint8_t id[CAIRN_ID_SIZE];
+        uint8_t *buf;
+        unsigned refs;                   /* protected by the shard lock */
+        enum entry_state state;          /* protected by the shard lock */
+        int error;                       /* FAILED: the -errno */
+        struct entry *hnext;             /* hash chain; protected by the shard lock */
+        struct entry *prev, *next;       /* LRU, only while READY and refs == 0 */
+};
+
+struct shard {
+        pthread_mutex_t lock;
+        pthread_cond_t loaded;           /* broadcast when a LOADING entry settles */
+        struct entry **buckets;          /* protected by lock */
+        size_t n_buckets, count;         /* protected by lock */
+        struct entry *lru_head, *lru_tail; /* head: most recently released */
+        size_t bytes;                    /* READY bytes; protected by lock */
+};
+
+struct request {
+        uint8_t id[CAIRN_ID_SIZE];
+        size_t len;
+};
+
+struct cairn_chunk_cache {
+        struct cairn_repo *repo;
+        size_t shard_budget;
+        struct shard shards[N_SHARDS];
+
+        pthread_mutex_t qlock;           /* protects the fields below */
+        pthread_cond_t qcond;
+        struct request queue[QUEUE_SIZE];
+        size_t qhead, qlen;
+        bool stopping;
+        pthread_t *workers;
+        unsigned n_workers;
+
+        /* statistics: updated with atomics, read without a lock */
+        uint64_t hits, misses, prefetched, waits, evictions, errors;
+};
+
+static struct shard *shard_of(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE]) {
+        return &c->shards[id[0] % N_SHARDS];
+}
+
+static size_t bucket_of(const struct shard *s, const uint8_t id[CAIRN_ID_SIZE]) {
+        uint64_t h;
+        memcpy(&h, id + 8, sizeof h);
+        return (size_t) (h & (s->n_buckets - 1));
+}
+
+static struct entry *shard_find(struct shard *s, const uint8_t id[CAIRN_ID_SIZE]) {
+        for (struct entry *e = s->buckets[bucket_of(s, id)]; e; e = e->hnext)
+                if (memcmp(e->id, id, CAIRN_ID_SIZE) == 0)
+                        return e;
+        return NULL;
+}
+
+static void shard_unlink(struct shard *s, struct entry *e) {
+        struct entry **p = &s->buckets[bucket_of(s, e->id)];
+        while (*p && *p != e)
+                p = &(*p)->hnext;
+        if (*p) {
+                *p = e->hnext;
+                s->count--;
+        }
+        e->hnext = NULL;
+}
+
+static int shard_insert(struct shard *s, struct entry *e) {
+        if (s->count + 1 > s->n_buckets) {
+                size_t n = s->n_buckets * 2;
+                struct entry **b = calloc(n, sizeof *b);
+                if (!b)
+                        return -ENOMEM;
+                for (size_t i = 0; i < s->n_buckets; i++)
+                        for (struct entry *x = s->buckets[i], *next; x; x = next) {
+                                uint64_t h;
+                                next = x->hnext;
+                                memcpy(&h, x->id + 8, sizeof h);
+                                x->hnext = b[h & (n - 1)];
+                                b[h & (n - 1)] = x;
+                        }
+                free(s->buckets);
+                s->buckets = b;
+                s->n_buckets = n;
+        }
+        size_t i = bucket_of(s, e->id);
+        e->hnext = s->buckets[i];
+        s->buckets[i] = e;
+        s->count++;
+        return 0;
+}
+
+static void lru_remove(struct shard *s, struct entry *e) {
+        if (e->prev)
+                e->prev->next = e->next;
+        else if (s->lru_head == e)
+                s->lru_head = e->next;
+        if (e->next)
+                e->next->prev = e->prev;
+        else if (s->lru_tail == e)
+                s->lru_tail = e->prev;
+        e->prev = e->next = NULL;
+}
+
+static void lru_push(struct shard *s, struct entry *e) {
+        e->prev = NULL;
+        e->next = s->lru_head;
+        if (s->lru_head)
+                s->lru_head->prev = e;
+        s->lru_head = e;
+        if (!s->lru_tail)
+                s->lru_tail = e;
+}
+
+static void entry_free(struct entry *e) {
+        if (!e)
+                return;
+        free(e->buf);
+        free(e);
+}
+
+/* Called with the shard lock held. */
+static void shard_evict(struct cairn_chunk_cache *c, struct shard *s) {
+        while (s->bytes > c->shard_budget && s->lru_tail) {
+                struct entry *e = s->lru_tail;
+                lru_remove(s, e);
+                shard_unlink(s, e);
+                s->bytes -= e->pub.len;
+                entry_free(e);
+                __atomic_add_fetch(&c->evictions, 1, __ATOMIC_RELAXED);
+        }
+}
+
+/* With the shard lock held: drop one reference. */
+static void entry_unref_locked(struct cairn_chunk_cache *c, struct shard *s, struct entry *e) {
+        if (--e->refs > 0)
+                return;
+        if (e->state == FAILED) {
+                entry_free(e);
+                return;
+        }
+        lru_push(s, e);
+        shard_evict(c, s);
+}
+
+static int entry_load(struct cairn_chunk_cache *c, struct entry *e, size_t len) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t n = 0;
+        int k;
+
+        k = cairn_repo_blob_read(c->repo, NULL, e->id, &buf, &n);
+        if (k < 0)
+                return k;
+        if (n != len) {
+                char hex[2 * CAIRN_ID_SIZE + 1];
+                return log_error_errno(-EBADMSG, "Chunk %s is %zu bytes long, its content row says %zu",
+                                       hex_encode(e->id, CAIRN_ID_SIZE, hex), n, len);
+        }
+        e->buf = TAKE_PTR(buf);
+        return 0;
+}
+
+int cairn_chunk_cache_get(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], size_t len,
+                          const struct cairn_chunk **ret) {
+        struct shard *s = shard_of(c, id);
+        struct entry *e;
+        int k;
+
+        pthread_mutex_lock(&s->lock);
+        e = shard_find(s, id);
+        if (e) {
+                if (e->refs == 0 && e->state == READY)
+                        lru_remove(s, e);
+                e->refs++;
+                if (e->state == LOADING) {
+                        __atomic_add_fetch(&c->waits, 1, __ATOMIC_RELAXED);
+                        while (e->state == LOADING)
+                                pthread_cond_wait(&s->loaded, &s->lock);
+                } else
+                        __atomic_add_fetch(&c->hits, 1, __ATOMIC_RELAXED);
+                if (e->state == FAILED) {
+                        k = e->error;
+                        entry_unref_locked(c, s, e);
+                        pthread_mutex_unlock(&s->lock);
+                        return k;
+                }
+                pthread_mutex_unlock(&s->lock);
+                *ret = &e->pub;
+                return 0;
+        }
+
+        __atomic_add_fetch(&c->misses, 1, __ATOMIC_RELAXED);
+        e = calloc(1, sizeof *e);
+        if (!e) {
+                pthread_mutex_unlock(&s->lock);
+                return -ENOMEM;
+        }
+        memcpy(e->id, id, CAIRN_ID_SIZE);
+        e->state = LOADING;
+        e->refs = 1;
+        k = shard_insert(s, e);
+        pthread_mutex_unlock(&s->lock);
+        if (k < 0) {
+                free(e);
+                return k;
+        }
+
+        k = entry_load(c, e, len);
+
+        pthread_mutex_lock(&s->lock);
+        if (k < 0) {
+                e->state = FAILED;
+                e->error = k;
+                shard_unlink(s, e);
+                __atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
+        } else {
+                e->state = READY;
+                e->pub.data = e->buf;
+                e->pub.len = len;
+                s->bytes += len;
+        }
+        pthread_cond_broadcast(&s->loaded);
+        if (k < 0) {
+                entry_unref_locked(c, s, e);
+                pthread_mutex_unlock(&s->lock);
+                return k;
+        }
+        pthread_mutex_unlock(&s->lock);
+        *ret = &e->pub;
+        return 0;
+}
+
+void cairn_chunk_cache_release(struct cairn_chunk_cache *c, const struct cairn_chunk *chunk) {
+        struct entry *e = (struct entry *) chunk;
+        struct shard *s;
+
+        if (!chunk)
+                return;
+        s = shard_of(c, e->id);
+        pthread_mutex_lock(&s->lock);
+        entry_unref_locked(c, s, e);
+        pthread_mutex_unlock(&s->lock);
+}
+
+static bool cached(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE]) {
+        struct shard *s = shard_of(c, id);
+        bool found;
+
+        pthread_mutex_lock(&s->lock);
+        found = shard_find(s, id) != NULL;
+        pthread_mutex_unlock(&s->lock);
+        return found;
+}
+
+void cairn_chunk_cache_prefetch(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], size_t len) {
+        if (c->n_workers == 0 || cached(c, id))
+                return;
+        pthread_mutex_lock(&c->qlock);
+        if (c->qlen < QUEUE_SIZE && !c->stopping) {
+                /* A request already queued is not queued twice. */
+                bool dup = false;
+                for (size_t i = 0; i < c->qlen && !dup; i++)
+                        dup = memcmp(c->queue[(c->qhead + i) % QUEUE_SIZE].id, id, CAIRN_ID_SIZE) == 0;
+                if (!dup) {
+                        struct request *q = &c->queue[(c->qhead + c->qlen) % QUEUE_SIZE];
+                        memcpy(q->id, id, CAIRN_ID_SIZE);
+                        q->len = len;
+                        c->qlen++;
+                        pthread_cond_signal(&c->qcond);
+                }
+        }
+        pthread_mutex_unlock(&c->qlock);
+}
+
+static void *worker_main(void *userdata) {
+        struct cairn_chunk_cache *c = userdata;
+
+        for (;;) {
+                struct request q;
+                const struct cairn_chunk *chunk;
+
+                pthread_mutex_lock(&c->qlock);
+                while (c->qlen == 0 && !c->stopping)
+                        pthread_cond_wait(&c->qcond, &c->qlock);
+                if (c->stopping) {
+                        pthread_mutex_unlock(&c->qlock);
+                        return NULL;
+                }
+                q = c->queue[c->qhead];
+                c->qhead = (c->qhead + 1) % QUEUE_SIZE;
+                c->qlen--;
+                pthread_mutex_unlock(&c->qlock);
+
+                if (cached(c, q.id))
+                        continue;
+                /* Errors are logged by the read; the reader that needs the
+                 * chunk will meet them again and report them. */
+                if (cairn_chunk_cache_get(c, q.id, q.len, &chunk) >= 0) {
+                        __atomic_add_fetch(&c->prefetched, 1, __ATOMIC_RELAXED);
+                        cairn_chunk_cache_release(c, chunk);
+                }
+        }
+}
+
+int cairn_chunk_cache_new(struct cairn_repo *r, size_t max_bytes, unsigned workers, struct cairn_chunk_cache **ret) {
+        struct cairn_chunk_cache *c;
+        int k;
+
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        c->repo = r;
+        c->shard_budget = MAX(max_bytes, (size_t) MIN_BUDGET) / N_SHARDS;
+        for (size_t i = 0; i < N_SHARDS; i++) {
+                struct shard *s = &c->shards[i];
+                pthread_mutex_init(&s->lock, NULL);
+                pthread_cond_init(&s->loaded, NULL);
+                s->n_buckets = 64;
+                s->buckets = calloc(s->n_buckets, sizeof *s->buckets);
+                if (!s->buckets) {
+                        cairn_chunk_cache_free(c);
+                        return -ENOMEM;
+                }
+        }
+        pthread_mutex_init(&c->qlock, NULL);
+        pthread_cond_init(&c->qcond, NULL);
+        if (workers > 0) {
+                c->workers = calloc(workers, sizeof *c->workers);
+                if (!c->workers) {
+                        cairn_chunk_cache_free(c);
+                        return -ENOMEM;
+                }
+        }
+        for (unsigned i = 0; i < workers; i++) {
+                k = pthread_create(&c->workers[i], NULL, worker_main, c);
+                if (k != 0) {
+                        cairn_chunk_cache_free(c);
+                        return log_error_errno(-k, "Cannot start a prefetch thread: %m");
+                }
+                c->n_workers++;
+        }
+        *ret = c;
+        return 0;
+}
+
+struct cairn_chunk_cache *cairn_chunk_cache_free(struct cairn_chunk_cache *c) {
+        if (!c)
+                return NULL;
+        pthread_mutex_lock(&c->qlock);
+        c->stopping = true;
+        pthread_cond_broadcast(&c->qcond);
+        pthread_mutex_unlock(&c->qlock);
+        for (unsigned i = 0; i < c->n_workers; i++)
+                pthread_join(c->workers[i], NULL);
+        free(c->workers);
+        for (size_t i = 0; i < N_SHARDS; i++) {
+                struct shard *s = &c->shards[i];
+                for (size_t b = 0; s->buckets && b < s->n_buckets; b++)
+                        for (struct entry *e = s->buckets[b], *next; e; e = next) {
+                                next = e->hnext;
+                                entry_free(e);
+                        }
+                free(s->buckets);
+                pthread_mutex_destroy(&s->lock);
+                pthread_cond_destroy(&s->loaded);
+        }
+        pthread_mutex_destroy(&c->qlock);
+        pthread_cond_destroy(&c->qcond);
+        free(c);
+        return NULL;
+}
+
+void cairn_chunk_cache_get_stats(struct cairn_chunk_cache *c, struct cairn_chunk_cache_stats *ret) {
+        *ret = (struct cairn_chunk_cache_stats) {
+                .hits = __atomic_load_n(&c->hits, __ATOMIC_RELAXED),
+                .misses = __atomic_load_n(&c->misses, __ATOMIC_RELAXED),
+                .prefetched = __atomic_load_n(&c->prefetched, __ATOMIC_RELAXED),
+                .waits = __atomic_load_n(&c->waits, __ATOMIC_RELAXED),
+                .evictions = __atomic_load_n(&c->evictions, __ATOMIC_RELAXED),
+                .errors = __atomic_load_n(&c->errors, __ATOMIC_RELAXED),
+                .max_bytes = c->shard_budget * N_SHARDS,
+        };
+        for (size_t i = 0; i < N_SHARDS; i++) {
+                pthread_mutex_lock(&c->shards[i].lock);
+                ret->bytes += c->shards[i].bytes;
+                pthread_mutex_unlock(&c->shards[i].lock);
+        }
+}
