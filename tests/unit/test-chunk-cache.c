@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The decoded-chunk cache: right bytes, hits, the memory budget, held
+ * chunks never evicted, prefetch, many threads at once, and damage that
+ * is reported every time and never cached. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+
+#include "chunk-cache.h"
+#include "log.h"
+#include "repo.h"
+#include "store.h"
+#include "tap.h"
+#include "test-util.h"
+#include "util.h"
+
+#define N_CHUNKS 48
+#define CHUNK (1u << 20)
+
+static uint8_t ids[N_CHUNKS][CAIRN_ID_SIZE];
+
+static bool chunk_right(const struct cairn_chunk *c, int i) {
+        static __thread uint8_t *want;
+        if (!want)
+                want = malloc(CHUNK);
+        test_fill_random(want, CHUNK, (uint64_t) i + 1);
+        return c && c->len == CHUNK && memcmp(c->data, want, CHUNK) == 0;
+}
+
+struct worker_arg {
+        struct cairn_chunk_cache *cache;
+        unsigned seed;
+        int bad;
+};
+
+static void *reader(void *p) {
+        struct worker_arg *a = p;
+        for (int n = 0; n < 200; n++) {
+                int i = (int) (rand_r(&a->seed) % N_CHUNKS);
+                const struct cairn_chunk *c = NULL;
+                if (cairn_chunk_cache_get(a->cache, ids[i], CHUNK, &c) < 0 || !chunk_right(c, i))
+                        a->bad++;
+                cairn_chunk_cache_release(a->cache, c);
+        }
+        return NULL;
+}
+
+/* Path of the one pack in @repo (the test writes exactly one). */
+static int find_pack(const char *repo, char *ret, size_t size) {
+        char dir[4300];
+        if (size < sizeof dir + 260)
+                return -ENAMETOOLONG;
+        for (int b = 0; b < 256; b++) {
+                DIR *d;
+                struct dirent *de;
+                snprintf(dir, sizeof dir, "%s/packs/%02x", repo, b);
+                d = opendir(dir);
+                while (d && (de = readdir(d)))
+                        if (de->d_name[0] != '.') {
+                                snprintf(ret, sizeof dir + 260, "%s/%s", dir, de->d_name);
+                                closedir(d);
+                                return 0;
+                        }
+                if (d)
+                        closedir(d);
+        }
+        return -ENOENT;
+}
+
+int main(void) {
+        _cleanup_free_ char *tmp = test_mkdtemp("test-chunk-cache");
+        char repo[4200], pack[4600];
+        struct cairn_repo_params p;
+        struct cairn_repo *r = NULL;
+        struct cairn_store *s = NULL;
+        struct cairn_chunk_cache *cache = NULL;
+        struct cairn_chunk_cache_stats st;
+        const struct cairn_chunk *c = NULL, *held = NULL;
+        uint8_t *buf = malloc(CHUNK), unknown[CAIRN_ID_SIZE] = { 1, 2, 3 };
+        bool added;
+
+        cairn_log_set_handler(test_log_capture, NULL);
+        snprintf(repo, sizeof repo, "%s/repo", tmp);
+        cairn_repo_params_default(&p);
+        p.scrypt_n = 1024;
+        struct cairn_pass_source pw = { CAIRN_PASS_STRING, "cache" };
+        if (cairn_repo_create(repo, &p, &pw) < 0 || cairn_repo_open(repo, &pw, &r) < 0 || cairn_store_new(r, &s) < 0)
+                BAIL_OUT("set-up failed");
+        for (int i = 0; i < N_CHUNKS; i++) {
+                test_fill_random(buf, CHUNK, (uint64_t) i + 1);
+                if (cairn_store_add(s, CAIRN_BLOB_DATA, buf, CHUNK, ids[i], &added) < 0)
+                        BAIL_OUT("store failed");
+        }
+        if (cairn_store_flush(s) < 0)
+                BAIL_OUT("flush failed");
+        s = cairn_store_free(s);
+
+        /* ---- basics, with a 16 MiB budget and no workers ---- */
+        is(cairn_chunk_cache_new(r, 16u << 20, 0, &cache), 0, "cache with a 16 MiB budget");
+        is(cairn_chunk_cache_get(cache, ids[3], CHUNK, &c), 0, "get a chunk");
+        ok(chunk_right(c, 3), "its bytes are the stored ones");
+        cairn_chunk_cache_release(cache, c);
+        is(cairn_chunk_cache_get(cache, ids[3], CHUNK, &c), 0, "get it again");
+        cairn_chunk_cache_release(cache, c);
+        cairn_chunk_cache_get_stats(cache, &st);
+        is(st.misses, 1, "one miss");
+        is(st.hits, 1, "the second get is a hit");
+
+        is(cairn_chunk_cache_get(cache, unknown, CHUNK, &c), -ENOENT, "an unknown chunk is -ENOENT");
+        is(cairn_chunk_cache_get(cache, ids[5], CHUNK - 1, &c), -EBADMSG, "a chunk of another length is -EBADMSG");
+        is(cairn_chunk_cache_get(cache, ids[5], CHUNK, &c), 0, "the failure was not cached");
+        ok(chunk_right(c, 5), "and the chunk reads right");
+        cairn_chunk_cache_release(cache, c);
+
+        /* Hold one chunk while reading everything else through a small budget. */
+        is(cairn_chunk_cache_get(cache, ids[0], CHUNK, &held), 0, "hold chunk 0");
+        int bad = 0;
+        for (int i = 1; i < N_CHUNKS; i++) {
+                if (cairn_chunk_cache_get(cache, ids[i], CHUNK, &c) < 0 || !chunk_right(c, i))
+                        bad++;
+                cairn_chunk_cache_release(cache, c);
+        }
+        is(bad, 0, "47 chunks read right through a 16 MiB cache");
+        cairn_chunk_cache_get_stats(cache, &st);
+        ok(st.bytes <= st.max_bytes + CHUNK, "decoded bytes held (%" PRIu64 ") stay within the budget (%" PRIu64 ")",
+           st.bytes, st.max_bytes);
+        ok(st.evictions >= N_CHUNKS - 17, "older chunks were evicted (%" PRIu64 ")", st.evictions);
+        ok(chunk_right(held, 0), "a held chunk is never evicted: its bytes are intact");
+        cairn_chunk_cache_release(cache, held);
+        cache = cairn_chunk_cache_free(cache);
+
+        /* ---- prefetch ---- */
+        is(cairn_chunk_cache_new(r, 64u << 20, 2, &cache), 0, "cache with two prefetch workers");
+        for (int i = 0; i < 8; i++)
+                cairn_chunk_cache_prefetch(cache, ids[i], CHUNK);
+        for (int w = 0; w < 500; w++) {
+                cairn_chunk_cache_get_stats(cache, &st);
+                if (st.prefetched + st.errors >= 8)
+                        break;
+                usleep(10000);
+        }
+        is(st.prefetched, 8, "eight chunks prefetched");
+        bad = 0;
+        for (int i = 0; i < 8; i++) {
+                if (cairn_chunk_cache_get(cache, ids[i], CHUNK, &c) < 0 || !chunk_right(c, i))
+                        bad++;
+                cairn_chunk_cache_release(cache, c);
+        }
+        cairn_chunk_cache_get_stats(cache, &st);
+        is(bad, 0, "prefetched chunks read right");
+        is(st.hits, 8, "and every read of them is a hit");
+
+        /* ---- four threads at once over a cache smaller than the data ---- */
+        cache = cairn_chunk_cache_free(cache);
+        is(cairn_chunk_cache_new(r, 16u << 20, 2, &cache), 0, "a small cache for four threads");
+        {
+                pthread_t th[4];
+                struct worker_arg a[4];
+                for (int i = 0; i < 4; i++) {
+                        a[i] = (struct worker_arg) { cache, (unsigned) i * 7919 + 1, 0 };
+                        pthread_create(&th[i], NULL, reader, &a[i]);
+                }
+                bad = 0;
+                for (int i = 0; i < 4; i++) {
+                        pthread_join(th[i], NULL);
+                        bad += a[i].bad;
+                }
+                is(bad, 0, "800 concurrent random reads, all right");
+        }
+        cache = cairn_chunk_cache_free(cache);
+
+        /* ---- damage: one flipped byte inside chunk 10 ---- */
+        {
+                struct cairn_txn *t = NULL;
+                struct cairn_chunk_loc loc;
+                int fd;
+                uint8_t byte;
+
+                if (find_pack(repo, pack, sizeof pack) < 0 || cairn_index_txn_begin(cairn_repo_index(r), false, &t) < 0 ||
+                    cairn_index_chunk_get(t, ids[10], &loc) < 0)
+                        BAIL_OUT("cannot find chunk 10");
+                cairn_index_txn_abort(t);
+                fd = open(pack, O_RDWR);
+                if (fd < 0 || pread(fd, &byte, 1, (off_t) (loc.offset + loc.stored_len / 2)) != 1)
+                        BAIL_OUT("cannot read the pack");
+                byte ^= 0x40;
+                if (pwrite(fd, &byte, 1, (off_t) (loc.offset + loc.stored_len / 2)) != 1)
+                        BAIL_OUT("cannot write the pack");
+                close(fd);
+        }
+        is(cairn_chunk_cache_new(r, 16u << 20, 0, &cache), 0, "a fresh cache");
+        test_last_log[0] = 0;
+        is(cairn_chunk_cache_get(cache, ids[10], CHUNK, &c), -EBADMSG, "a damaged chunk is -EBADMSG");
+        ok(strstr(test_last_log, "damaged") && strstr(test_last_log, "Pack "), "the log names the pack: %s", test_last_log);
+        is(cairn_chunk_cache_get(cache, ids[10], CHUNK, &c), -EBADMSG, "and again: damage is never cached");
+        is(cairn_chunk_cache_get(cache, ids[11], CHUNK, &c), 0, "its neighbour in the pack still reads");
+        ok(chunk_right(c, 11), "with the right bytes");
+        cairn_chunk_cache_release(cache, c);
+        cairn_chunk_cache_get_stats(cache, &st);
+        is(st.errors, 2, "two errors counted");
+        cairn_chunk_cache_free(cache);
+
+        cairn_repo_free(r);
+        free(buf);
+        test_rm_rf(tmp);
+        return tap_done();
+}
