@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "backup.h"
+#include "check.h"
 #include "conf.h"
 #include "config.h"
 #include "lmdb-index.h"
@@ -70,7 +71,9 @@ static const char usage_text[] =
         "                                restore files with all their metadata\n"
         "  forget [JOB...]               drop snapshots outside the jobs' keep-* rules\n"
         "  prune                         delete data no snapshot needs, repack sparse packs\n"
+        "  check [--read-data[=N%]]      verify that every snapshot is complete and intact\n"
         "  index rebuild                 rebuild the index from packs and snapshot files\n"
+        "  mount [-f] [-o OPTS] DIR      mount every snapshot read-only at DIR (runs cairnfs)\n"
         "\n"
         "SNAPSHOT is JOB (its latest complete snapshot), JOB/latest, JOB/2026-11-21T01:00:00Z\n"
         "(UTC, as \"cairn snapshots\" prints) or an id prefix of at least 6 hex digits.\n"
@@ -81,7 +84,7 @@ static const char usage_text[] =
         "      --password-file FILE   read the passphrase from FILE ($CAIRN_PASSWORD_FILE)\n"
         "      --password-command CMD use the output of CMD ($CAIRN_PASSWORD_COMMAND)\n"
         "                             else $CAIRN_PASSWORD, else the config's password-file/-command\n"
-        "      --json                 machine-readable output (info, snapshots, ls, run, forget, prune)\n"
+        "      --json                 machine-readable output (info, snapshots, ls, run, forget, prune, check)\n"
         "  -v, --verbose              say what happens (twice: debug)\n"
         "  -q, --quiet                only errors\n"
         "  -h, --help                 this text; \"cairn COMMAND --help\" for a command\n"
@@ -904,6 +907,289 @@ static int cmd_index(struct opts *o, int argc, char **argv) {
         return EXIT_OK;
 }
 
+/* ---- check ---- */
+
+struct check_out {
+        bool json;
+        json_t *problems, *damaged;     /* --json */
+};
+
+static void check_on_problem(const struct cairn_check_problem *p, void *userdata) {
+        struct check_out *co = userdata;
+        char hex[65];
+        json_t *j;
+
+        /* The library has logged it; only --json collects it. */
+        if (!co->json)
+                return;
+        j = json_pack("{s:s, s:s}", "error", p->error == -ENOENT ? "missing" : "damaged", "message", p->message);
+        if (p->pack)
+                json_object_set_new(j, "pack", json_string(hex_encode(p->pack, CAIRN_ID_SIZE, hex)));
+        if (p->blob)
+                json_object_set_new(j, "blob", json_string(hex_encode(p->blob, CAIRN_ID_SIZE, hex)));
+        if (p->snapshot)
+                json_object_set_new(j, "snapshot", json_string(hex_encode(p->snapshot, CAIRN_ID_SIZE, hex)));
+        json_array_append_new(co->problems, j);
+}
+
+static void check_on_damage(const struct cairn_check_damage *d, void *userdata) {
+        struct check_out *co = userdata;
+        char when[32], hex[65];
+
+        cairn_time_format(d->start_ns, when, sizeof when);
+        hex_encode(d->snapshot, CAIRN_ID_SIZE, hex);
+        if (co->json)
+                json_array_append_new(co->damaged, json_pack("{s:s, s:s, s:s, s:o}", "job", d->job, "time", when,
+                                                             "snapshot", hex,
+                                                             "path", d->path ? json_string(d->path) : json_null()));
+        else
+                fprintf(stderr, "damaged: %s/%s (%.8s): %s\n", d->job, when, hex,
+                        d->path ? d->path : "the snapshot record itself");
+}
+
+static int cmd_check(struct opts *o, int argc, char **argv) {
+        static const struct option longopts[] = {
+                { "read-data", optional_argument, NULL, 'd' },
+                { "wait", no_argument, NULL, 'w' },
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        _cleanup_(cairn_repo_freep) struct cairn_repo *r = NULL;
+        struct check_out co = { .json = o->json };
+        struct cairn_check_options copt = {
+                .on_problem = check_on_problem, .on_damage = check_on_damage, .userdata = &co,
+        };
+        struct cairn_check_stats st = { 0 };
+        struct cairn_lock *lock = NULL;
+        char summary[256], a[32];
+        bool wait = false;
+        pid_t holder = 0;
+        unsigned long pct;
+        char *end;
+        int c, k;
+
+        while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
+                switch (c) {
+                case 'd':
+                        if (!optarg) {
+                                copt.read_data_pct = 100;
+                                break;
+                        }
+                        errno = 0;
+                        pct = strtoul(optarg, &end, 10);
+                        if (end == optarg || (*end && !streq(end, "%")) || errno || pct < 1 || pct > 100)
+                                return usage_error("check", "--read-data=N%%: expected a share from 1%% to 100%%, "
+                                                   "got \"%s\"", optarg);
+                        copt.read_data_pct = (unsigned) pct;
+                        break;
+                case 'w': wait = true; break;
+                case 'h':
+                        printf("Usage: cairn check [--read-data[=N%%]] [--wait] [--json] [-v]\n\n"
+                               "Verify the repository's structure: every snapshot file and index row reads and\n"
+                               "agrees; every tree, content and data blob every snapshot needs is in the index;\n"
+                               "every pack the index names exists, has its recorded size, and its trailer parses\n"
+                               "and lists each blob where the index says. --read-data also reads every pack in\n"
+                               "full: each blob is decrypted and re-hashed, and the file's SHA-256 must be its\n"
+                               "name; --read-data=N%% reads a random N%% of the packs (whole packs), so that e.g.\n"
+                               "a weekly 15%% covers the repository in about two months.\n\n"
+                               "Damage is reported as the problem (\"error: pack ...: blob ... fails its integrity\n"
+                               "check\") and as every file of every snapshot it affects (\"damaged: JOB/TIME\n"
+                               "(ID): PATH\"), on stderr. Silent when all is well; -v prints a summary.\n"
+                               "Runs beside backups and mounts. It and prune exclude each other: a prune started\n"
+                               "meanwhile exits with status 75 (or waits, with --wait), and so does a check\n"
+                               "started during a prune.\n\n"
+                               "Exit status: 0 no problem found; 1 damage found or the check failed; 75 locked.\n");
+                        return EXIT_OK;
+                default: return usage_error("check", "bad option");
+                }
+        }
+        if (optind < argc)
+                return usage_error("check", "unexpected argument \"%s\"", argv[optind]);
+        if (open_repo(o, &r) < 0)
+                return EXIT_FAIL;
+        /* Shared: backups go on beside it; prune (exclusive) cannot move
+         * or delete packs under it. */
+        k = cairn_repo_lock(r, "repository", false, wait, NULL, &lock, &holder);
+        if (k == -EBUSY) {
+                log_error("The repository is being pruned (pid %d); try later or use --wait", (int) holder);
+                return EXIT_LOCKED;
+        }
+        if (k < 0)
+                return EXIT_FAIL;
+        if (co.json) {
+                co.problems = json_array();
+                co.damaged = json_array();
+        }
+        k = cairn_repo_check(r, &copt, &st);
+        cairn_lock_release(lock);
+
+#define S_(n) ((n) == 1 ? "" : "s")
+        snprintf(summary, sizeof summary, "check: %" PRIu64 " snapshot%s, %" PRIu64 " pack%s (%" PRIu64 " read, %s), %"
+                 PRIu64 " blob%s, %" PRIu64 " error%s", st.snapshots, S_(st.snapshots), st.packs, S_(st.packs),
+                 st.packs_read, human(st.bytes_read, a, sizeof a), st.blobs, S_(st.blobs), st.errors, S_(st.errors));
+#undef S_
+        if (st.damaged_paths > 0)
+                snprintf(summary + strlen(summary), sizeof summary - strlen(summary), "; %" PRIu64 " damaged "
+                         "path%s in %" PRIu64 " snapshot%s", st.damaged_paths, st.damaged_paths == 1 ? "" : "s",
+                         st.damaged_snapshots, st.damaged_snapshots == 1 ? "" : "s");
+        if (k < 0 && k != -EBADMSG)
+                snprintf(summary + strlen(summary), sizeof summary - strlen(summary), "; the check did not finish");
+
+        if (co.json) {
+                json_t *j = json_pack("{s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+                                      "ok", k == 0, "finished", k == 0 || k == -EBADMSG,
+                                      "read_data_pct", (json_int_t) copt.read_data_pct,
+                                      "snapshots", (json_int_t) st.snapshots, "packs", (json_int_t) st.packs,
+                                      "packs_read", (json_int_t) st.packs_read, "bytes_read", (json_int_t) st.bytes_read,
+                                      "blobs", (json_int_t) st.blobs, "blobs_read", (json_int_t) st.blobs_read,
+                                      "errors", (json_int_t) st.errors,
+                                      "damaged_snapshots", (json_int_t) st.damaged_snapshots,
+                                      "problems", co.problems, "damaged", co.damaged);
+                json_dumpf(j, stdout, JSON_COMPACT);
+                printf("\n");
+                json_decref(j);
+        } else if (k < 0)
+                fprintf(stderr, "cairn: %s\n", summary);
+        else if (o->verbosity >= 1)
+                printf("%s\n", summary);
+        return k < 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+/* ---- mount ---- */
+
+/* cairnfs next to this binary (installed: same directory; build tree:
+ * ../fusefs/), else the configured install path, else $PATH. */
+static char *find_cairnfs(void) {
+        char self[PATH_MAX], path[PATH_MAX + 32];
+        const char *env = getenv("CAIRNFS");
+        ssize_t n;
+
+        if (env && *env)
+                return strdup(env);
+        n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n > 0) {
+                char *slash;
+                self[n] = 0;
+                slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = 0;
+                        snprintf(path, sizeof path, "%s/cairnfs", self);
+                        if (access(path, X_OK) == 0)
+                                return strdup(path);
+                        snprintf(path, sizeof path, "%s/../fusefs/cairnfs", self);
+                        if (access(path, X_OK) == 0)
+                                return strdup(path);
+                }
+        }
+        if (access(CAIRNFS_PATH, X_OK) == 0)
+                return strdup(CAIRNFS_PATH);
+        return strdup("cairnfs");
+}
+
+/* @s with ',' and '\' escaped for a cairnfs -o list. */
+static char *escape_option(const char *s) {
+        size_t n = strlen(s);
+        char *out = malloc(2 * n + 1), *w = out;
+        if (!out)
+                return NULL;
+        for (; *s; s++) {
+                if (*s == ',' || *s == '\\')
+                        *w++ = '\\';
+                *w++ = *s;
+        }
+        *w = 0;
+        return out;
+}
+
+static int cmd_mount(struct opts *o, int argc, char **argv) {
+        static const struct option longopts[] = {
+                { "foreground", no_argument, NULL, 'f' },
+                { "options", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        static const char help[] =
+                "Usage: cairn mount [-f] [-o OPTIONS] MOUNTPOINT\n"
+                "\n"
+                "Mount every snapshot of every job of the repository read-only at MOUNTPOINT:\n"
+                "MOUNTPOINT/JOB/2026-11-21T01:00:00Z/... and MOUNTPOINT/JOB/latest.  Runs cairnfs\n"
+                "with the repository and passphrase source of the config (or --repo and\n"
+                "--password-file/--password-command, or $CAIRN_PASSWORD); see \"cairnfs --help\"\n"
+                "for the tree and the mount options.\n"
+                "\n"
+                "  -f, --foreground      stay in the foreground until unmounted\n"
+                "  -o, --options OPTS    cairnfs mount options, e.g. allow_other,cache_size=512\n"
+                "\n"
+                "Without -f it returns once the mount is up.  Unmount: fusermount3 -u MOUNTPOINT.\n"
+                "Exit status: that of cairnfs: 0 mounted (or cleanly unmounted with -f), 1 error, 2 usage.\n";
+        _cleanup_free_ char *cairnfs = NULL, *passopt = NULL, *opts = NULL;
+        const char *user_opts = NULL;
+        bool foreground = false;
+        char *args[8];
+        int c, n = 0;
+
+        while ((c = getopt_long(argc, argv, "fo:h", longopts, NULL)) >= 0) {
+                switch (c) {
+                case 'f': foreground = true; break;
+                case 'o': user_opts = optarg; break;
+                case 'h': fputs(help, stdout); return EXIT_OK;
+                default: return usage_error("mount", "unknown option");
+                }
+        }
+        if (optind + 1 != argc)
+                return usage_error("mount", "give one MOUNTPOINT");
+
+        if (!o->repo || (!o->pass_explicit && o->pass.kind == CAIRN_PASS_NONE)) {
+                if (load_config(o, !o->repo) < 0)
+                        return EXIT_FAIL;
+        }
+        if (!o->repo && o->config)
+                o->repo = o->config->repo_path;
+        if (!o->repo) {
+                log_error("No repository: give --repo PATH, set $CAIRN_REPO, or a [repository] path in the config");
+                return EXIT_FAIL;
+        }
+        if (o->pass.kind == CAIRN_PASS_NONE && o->config)
+                o->pass = o->config->pass;
+
+        /* cairnfs reads $CAIRN_PASSWORD itself; files and commands are passed on. */
+        if (o->pass.kind == CAIRN_PASS_FILE || o->pass.kind == CAIRN_PASS_COMMAND) {
+                _cleanup_free_ char *v = escape_option(o->pass.value);
+                if (!v || asprintf(&passopt, "%s=%s", o->pass.kind == CAIRN_PASS_FILE ? "password_file" : "password_command", v) < 0)
+                        return EXIT_FAIL;
+        } else if (o->pass.kind == CAIRN_PASS_ENV && !streq(o->pass.value, "CAIRN_PASSWORD")) {
+                const char *v = getenv(o->pass.value);
+                if (v)
+                        setenv("CAIRN_PASSWORD", v, 1);
+        }
+        if (asprintf(&opts, "%s%s%s", passopt ? passopt : "", passopt && user_opts ? "," : "", user_opts ? user_opts : "") < 0)
+                return EXIT_FAIL;
+        /* The passphrase must not leak in through an inherited variable
+         * that names another source. */
+        if (passopt) {
+                unsetenv("CAIRN_PASSWORD_FILE");
+                unsetenv("CAIRN_PASSWORD_COMMAND");
+        }
+
+        cairnfs = find_cairnfs();
+        if (!cairnfs)
+                return EXIT_FAIL;
+        args[n++] = cairnfs;
+        if (foreground)
+                args[n++] = (char *) "-f";
+        if (*opts) {
+                args[n++] = (char *) "-o";
+                args[n++] = opts;
+        }
+        args[n++] = (char *) o->repo;
+        args[n++] = argv[optind];
+        args[n] = NULL;
+        fflush(stdout);
+        execvp(cairnfs, args);
+        log_error("Cannot run %s: %s (is cairnfs installed?)", cairnfs, strerror(errno));
+        return EXIT_FAIL;
+}
+
 int main(int argc, char **argv) {
         static const struct {
                 const char *name;
@@ -912,7 +1198,7 @@ int main(int argc, char **argv) {
                 { "init", cmd_init },         { "info", cmd_info },       { "backup", cmd_backup },
                 { "run", cmd_run },           { "snapshots", cmd_snapshots }, { "ls", cmd_ls },
                 { "restore", cmd_restore },   { "forget", cmd_forget },   { "prune", cmd_prune },
-                { "index", cmd_index },
+                { "index", cmd_index },       { "check", cmd_check },     { "mount", cmd_mount },
         };
         enum { OPT_PWFILE = 256, OPT_PWCMD, OPT_JSON, OPT_VERSION };
         static const struct option longopts[] = {

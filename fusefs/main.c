@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,7 @@
 
 #define DEFAULT_CACHE_MIB 128
 #define DEFAULT_READAHEAD 4
-#define DEFAULT_THREADS 8
+#define DEFAULT_THREADS 2
 
 static const char usage_text[] =
         "Usage: cairnfs [OPTIONS] REPOSITORY MOUNTPOINT\n"
@@ -50,6 +51,7 @@ static const char usage_text[] =
         "Options:\n"
         "  -f                      stay in the foreground (log to stderr)\n"
         "  -d                      debug: foreground, FUSE requests logged\n"
+        "  -s                      one request thread (default: up to threads=N)\n"
         "  -o OPT[,OPT...]         mount options:\n"
         "       password_file=FILE     read the passphrase from FILE (else $CAIRN_PASSWORD_FILE,\n"
         "       password_command=CMD   $CAIRN_PASSWORD_COMMAND or $CAIRN_PASSWORD)\n"
@@ -58,7 +60,7 @@ static const char usage_text[] =
         "       no_default_permissions do not let the kernel check the stored modes (default: it does)\n"
         "       cache_size=MIB         decoded chunk cache (default " "128" ")\n"
         "       readahead=N            chunks decoded ahead of a sequential reader (default 4; 0: off)\n"
-        "       threads=N              request threads (default 8)\n"
+        "       threads=N              request threads (default 2)\n"
         "       fsname=NAME            what df and /proc/mounts show (default: the repository path)\n"
         "     ro, nosuid, nodev, noexec, noatime, ... and fstab's noauto, nofail, _netdev, x-*:\n"
         "     accepted; the mount is always read-only, nosuid and nodev.\n"
@@ -74,7 +76,7 @@ static const char usage_text[] =
 struct options {
         const char *repo;
         const char *mountpoint;
-        bool foreground, debug, fake;
+        bool foreground, debug, fake, single;
         struct cairn_pass_source pass;
         bool allow_other, allow_root, default_permissions, noexec;
         unsigned cache_mib, readahead, threads;
@@ -213,11 +215,15 @@ static int parse_args(int argc, char **argv, struct options *o, bool as_helper) 
                 case 'd':
                         o->debug = o->foreground = true;
                         break;
+                case 's':
+                        if (!as_helper)
+                                o->single = true;   /* mount(8)'s -s is "sloppy": ignored */
+                        break;
                 case 'o':
                         if (parse_option_list(o, optarg) < 0)
                                 return -EINVAL;
                         break;
-                case 'n': case 's': case 'v': case 't': case 'N':
+                case 'n': case 'v': case 't': case 'N':
                         break;
                 case 'h':
                         fputs(usage_text, stdout);
@@ -346,6 +352,95 @@ static void detach_stdio(void) {
         close(fd);
 }
 
+/* The request threads.  libfuse's own multi-threaded loop (3.14) ends
+ * an idle thread after nearly every request and starts a new one for the
+ * next, which made each request cost a thread creation; these threads
+ * live as long as the mount.  Each blocks in read(/dev/fuse) with
+ * cancellation enabled only there, as libfuse's loop does. */
+struct request_loop {
+        struct fuse_session *se;
+        pthread_mutex_t lock;
+        pthread_cond_t ended;            /* a thread left its loop */
+        unsigned running;                /* protected by lock */
+        int error;                       /* protected by lock */
+};
+
+static void *request_thread(void *userdata) {
+        struct request_loop *l = userdata;
+        struct fuse_buf buf = { .mem = NULL };
+        int r = 0;
+
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+        while (!fuse_session_exited(l->se)) {
+                pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+                r = fuse_session_receive_buf(l->se, &buf);
+                pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+                if (r == -EINTR)
+                        continue;
+                if (r <= 0)
+                        break;   /* 0 or -ENODEV: unmounted */
+                fuse_session_process_buf(l->se, &buf);
+        }
+        free(buf.mem);
+        fuse_session_exit(l->se);
+        pthread_mutex_lock(&l->lock);
+        if (r < 0 && r != -ENODEV && r != -EINTR)
+                l->error = r;
+        l->running--;
+        pthread_cond_signal(&l->ended);
+        pthread_mutex_unlock(&l->lock);
+        return NULL;
+}
+
+/* Returns 0 when the session ended by an unmount or a signal, else -errno. */
+static int request_loop(struct fuse_session *se, unsigned n) {
+        struct request_loop l = { .se = se, .lock = PTHREAD_MUTEX_INITIALIZER, .ended = PTHREAD_COND_INITIALIZER };
+        pthread_t *threads = calloc(n, sizeof *threads);
+        unsigned started = 0;
+        int r;
+
+        if (!threads)
+                return -ENOMEM;
+        for (; started < n; started++) {
+                pthread_mutex_lock(&l.lock);
+                l.running++;
+                pthread_mutex_unlock(&l.lock);
+                r = pthread_create(&threads[started], NULL, request_thread, &l);
+                if (r != 0) {
+                        pthread_mutex_lock(&l.lock);
+                        l.running--;
+                        pthread_mutex_unlock(&l.lock);
+                        if (started == 0) {
+                                free(threads);
+                                return log_error_errno(-r, "Cannot start a request thread: %m");
+                        }
+                        break;
+                }
+        }
+        /* Until a thread ends (unmount) or a signal handler ends the
+         * session (the signal may land in this thread, which a condition
+         * wait does not notice: hence the timeout). */
+        pthread_mutex_lock(&l.lock);
+        while (l.running == started && !fuse_session_exited(se)) {
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_nsec += 200 * 1000000;
+                if (until.tv_nsec >= 1000000000) {
+                        until.tv_sec++;
+                        until.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&l.ended, &l.lock, &until);
+        }
+        pthread_mutex_unlock(&l.lock);
+        fuse_session_exit(se);
+        for (unsigned i = 0; i < started; i++)
+                pthread_cancel(threads[i]);
+        for (unsigned i = 0; i < started; i++)
+                pthread_join(threads[i], NULL);
+        free(threads);
+        return l.error;
+}
+
 static void snapshot_passphrase(struct options *o) {
         if (o->pass.kind != CAIRN_PASS_NONE)
                 return;
@@ -374,7 +469,6 @@ int main(int argc, char **argv) {
         };
         const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
         bool as_helper = strncmp(base, "mount.", 6) == 0;
-        struct fuse_loop_config *loop = NULL;
         _cleanup_close_ int notify_fd = -1;
         _cleanup_free_ char *mountpoint_abs = NULL;
         int r, status = 1;
@@ -461,16 +555,7 @@ int main(int argc, char **argv) {
                 log_warning_errno(-errno, "chdir /: %m");
         log_info("Mounted %s on %s", o.repo, o.mountpoint);
 
-        loop = fuse_loop_cfg_create();
-        if (!loop) {
-                log_error("Out of memory");
-                goto out;
-        }
-        fuse_loop_cfg_set_clone_fd(loop, 1);
-        fuse_loop_cfg_set_max_threads(loop, o.threads);
-        fuse_loop_cfg_set_idle_threads(loop, MIN(o.threads, 4u));
-        r = fuse_session_loop_mt(ctx.se, loop);
-        /* A signal ends the loop with its number; unmounting with 0. */
+        r = o.single ? fuse_session_loop(ctx.se) : request_loop(ctx.se, o.threads);
         if (r < 0)
                 log_error_errno(r, "The FUSE session ended: %m");
         else
@@ -479,8 +564,6 @@ int main(int argc, char **argv) {
 out:
         tell_parent(&notify_fd, 1);
         fs_refresher_stop(&ctx);
-        if (loop)
-                fuse_loop_cfg_destroy(loop);
         if (ctx.se) {
                 if (mounted)
                         fuse_session_unmount(ctx.se);

@@ -2,7 +2,6 @@
 /* The decoded-chunk cache: right bytes, hits, the memory budget, held
  * chunks never evicted, prefetch, many threads at once, and damage that
  * is reported every time and never cached. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -44,28 +43,6 @@ static void *reader(void *p) {
                 cairn_chunk_cache_release(a->cache, c);
         }
         return NULL;
-}
-
-/* Path of the one pack in @repo (the test writes exactly one). */
-static int find_pack(const char *repo, char *ret, size_t size) {
-        char dir[4300];
-        if (size < sizeof dir + 260)
-                return -ENAMETOOLONG;
-        for (int b = 0; b < 256; b++) {
-                DIR *d;
-                struct dirent *de;
-                snprintf(dir, sizeof dir, "%s/packs/%02x", repo, b);
-                d = opendir(dir);
-                while (d && (de = readdir(d)))
-                        if (de->d_name[0] != '.') {
-                                snprintf(ret, sizeof dir + 260, "%s/%s", dir, de->d_name);
-                                closedir(d);
-                                return 0;
-                        }
-                if (d)
-                        closedir(d);
-        }
-        return -ENOENT;
 }
 
 int main(void) {
@@ -177,10 +154,13 @@ int main(void) {
                 int fd;
                 uint8_t byte;
 
-                if (find_pack(repo, pack, sizeof pack) < 0 || cairn_index_txn_begin(cairn_repo_index(r), false, &t) < 0 ||
-                    cairn_index_chunk_get(t, ids[10], &loc) < 0)
+                char hex[2 * CAIRN_ID_SIZE + 1];
+
+                if (cairn_index_txn_begin(cairn_repo_index(r), false, &t) < 0 || cairn_index_chunk_get(t, ids[10], &loc) < 0)
                         BAIL_OUT("cannot find chunk 10");
                 cairn_index_txn_abort(t);
+                hex_encode(loc.pack, CAIRN_ID_SIZE, hex);
+                snprintf(pack, sizeof pack, "%s/packs/%.2s/%s", repo, hex, hex);
                 fd = open(pack, O_RDWR);
                 if (fd < 0 || pread(fd, &byte, 1, (off_t) (loc.offset + loc.stored_len / 2)) != 1)
                         BAIL_OUT("cannot read the pack");
