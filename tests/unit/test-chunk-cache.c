@@ -19,10 +19,12 @@
 
 static uint8_t ids[N_CHUNKS][CAIRN_ID_SIZE];
 
+/* Each thread compares against its own expected buffer. */
+static __thread uint8_t *want;
+
 static bool chunk_right(const struct cairn_chunk *c, int i) {
-        static __thread uint8_t *want;
-        if (!want)
-                want = malloc(CHUNK);
+        if (!want && !(want = malloc(CHUNK)))
+                return false;
         test_fill_random(want, CHUNK, (uint64_t) i + 1);
         return c && c->len == CHUNK && memcmp(c->data, want, CHUNK) == 0;
 }
@@ -42,6 +44,8 @@ static void *reader(void *p) {
                         a->bad++;
                 cairn_chunk_cache_release(a->cache, c);
         }
+        free(want);
+        want = NULL;
         return NULL;
 }
 
@@ -182,6 +186,7 @@ int main(void) {
         cairn_chunk_cache_free(cache);
 
         cairn_repo_free(r);
+        free(want);
         free(buf);
         test_rm_rf(tmp);
         return tap_done();
