@@ -9,6 +9,14 @@
  * threaded), compression + encryption of the new chunks on all cores, and
  * appending them to the pack in order.  Dedup happens before compression,
  * so an incremental run over mostly-unchanged data costs hashing only.
+ *
+ * Reading overlaps with that work: there are two buffers, and while the
+ * batch thread processes the batch cut from one, the reader fills the
+ * other (the uncut tail is copied over first).  Batches run one at a
+ * time and in order, so the store and the file's chunk list are touched
+ * by one thread at a time: the batch thread while a batch is in flight,
+ * the caller otherwise (every entry point waits for the batch in flight
+ * before it touches either).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -19,7 +27,7 @@
 #include "log.h"
 #include "util.h"
 
-#define BATCH (16u * 1024 * 1024)
+#define BATCH (8u * 1024 * 1024)
 
 /* A fixed set of threads that run one function over indices 0..n-1;
  * the calling thread works too. */
@@ -148,13 +156,28 @@ struct bk_content {
         const struct cairn_codec *codec;
         const struct cairn_chunker *chunker;
         size_t max;
-        uint8_t *buf;
+        uint8_t *bufs[2];
+        uint8_t *buf;                   /* bufs[cur]: being filled */
         size_t fill, cap;
-        struct pending_chunk *batch;
+        int cur;
+        struct pending_chunk *batches[2];
+        size_t cap_batches[2];
+        struct pending_chunk *batch;    /* batches[cur] while cutting; the one processed in process_batch */
         size_t n_batch, cap_batch;
         struct cairn_content_chunk *chunks;
         size_t n_chunks, cap_chunks;
         uint64_t total;
+
+        /* The batch thread. */
+        pthread_t thread;
+        bool thread_started;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool job, stop;                 /* protected by lock */
+        struct pending_chunk *job_batch; /* protected by lock */
+        size_t job_n;                   /* protected by lock */
+        bool in_flight;                 /* caller's view: a batch was handed over */
+        int job_result;                 /* protected by lock */
 };
 
 static void do_id(void *ctx, size_t i) {
@@ -202,9 +225,12 @@ static int add_chunk_ref(struct bk_content *c, const uint8_t *id, uint64_t len, 
         return 0;
 }
 
-static int process_batch(struct bk_content *c) {
+static int process_batch(struct bk_content *c, struct pending_chunk *batch, size_t n_batch) {
         struct cairn_store *s = c->b->store;
         int k;
+
+        c->batch = batch;
+        c->n_batch = n_batch;
 
         pool_run(c->b->pool, do_id, c, c->n_batch);
         for (size_t i = 0; i < c->n_batch; i++) {
@@ -232,36 +258,99 @@ static int process_batch(struct bk_content *c) {
                 if (k < 0)
                         return k;
         }
-        c->n_batch = 0;
         return 0;
 }
 
+static void *batch_thread(void *arg) {
+        struct bk_content *c = arg;
+
+        pthread_mutex_lock(&c->lock);
+        for (;;) {
+                while (!c->job && !c->stop)
+                        pthread_cond_wait(&c->cond, &c->lock);
+                if (c->stop)
+                        break;
+                struct pending_chunk *batch = c->job_batch;
+                size_t n = c->job_n;
+                pthread_mutex_unlock(&c->lock);
+                int k = process_batch(c, batch, n);
+                pthread_mutex_lock(&c->lock);
+                c->job_result = k;
+                c->job = false;
+                pthread_cond_broadcast(&c->cond);
+        }
+        pthread_mutex_unlock(&c->lock);
+        return NULL;
+}
+
+/* Wait for the batch in flight; its result. */
+static int batch_wait(struct bk_content *c) {
+        int k;
+
+        if (!c->in_flight)
+                return 0;
+        pthread_mutex_lock(&c->lock);
+        while (c->job)
+                pthread_cond_wait(&c->cond, &c->lock);
+        k = c->job_result;
+        pthread_mutex_unlock(&c->lock);
+        c->in_flight = false;
+        return k;
+}
+
+static void batch_start(struct bk_content *c, struct pending_chunk *batch, size_t n) {
+        pthread_mutex_lock(&c->lock);
+        c->job_batch = batch;
+        c->job_n = n;
+        c->job_result = 0;
+        c->job = true;
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->lock);
+        c->in_flight = true;
+}
+
 /* Cut chunks from the buffer: all of it at @eof, else while at least
- * max_size bytes remain; process them; keep the tail. */
+ * max_size bytes remain.  At @eof the batch is processed before this
+ * returns; otherwise it goes to the batch thread, the tail moves to the
+ * other buffer and filling goes on there. */
 static int cut_and_store(struct bk_content *c, bool eof) {
-        size_t pos = 0;
+        struct pending_chunk *batch = c->batches[c->cur];
+        size_t cap = c->cap_batches[c->cur], n = 0, pos = 0;
         int k;
 
         while (pos < c->fill && (eof || c->fill - pos >= c->max)) {
-                size_t n = cairn_chunker_cut(c->chunker, c->buf + pos, c->fill - pos);
-                if (c->n_batch == c->cap_batch) {
-                        size_t cap = c->cap_batch ? c->cap_batch * 2 : 32;
-                        struct pending_chunk *nb = realloc(c->batch, cap * sizeof *nb);
+                size_t len = cairn_chunker_cut(c->chunker, c->buf + pos, c->fill - pos);
+                if (n == cap) {
+                        size_t ncap = cap ? cap * 2 : 32;
+                        struct pending_chunk *nb = realloc(batch, ncap * sizeof *nb);
                         if (!nb)
                                 return -ENOMEM;
-                        memset(nb + c->cap_batch, 0, (cap - c->cap_batch) * sizeof *nb);
-                        c->batch = nb;
-                        c->cap_batch = cap;
+                        memset(nb + cap, 0, (ncap - cap) * sizeof *nb);
+                        batch = c->batches[c->cur] = nb;
+                        cap = c->cap_batches[c->cur] = ncap;
                 }
-                c->batch[c->n_batch].data = c->buf + pos;
-                c->batch[c->n_batch].len = n;
-                c->n_batch++;
-                pos += n;
+                batch[n].data = c->buf + pos;
+                batch[n].len = len;
+                n++;
+                pos += len;
         }
-        k = process_batch(c);
+
+        /* The other buffer may still be read by the batch in flight. */
+        k = batch_wait(c);
         if (k < 0)
                 return k;
-        memmove(c->buf, c->buf + pos, c->fill - pos);
+        if (eof || !c->thread_started) {
+                k = process_batch(c, batch, n);
+                if (k < 0)
+                        return k;
+                memmove(c->buf, c->buf + pos, c->fill - pos);
+                c->fill -= pos;
+                return 0;
+        }
+        batch_start(c, batch, n);
+        c->cur = 1 - c->cur;
+        memcpy(c->bufs[c->cur], c->buf + pos, c->fill - pos);
+        c->buf = c->bufs[c->cur];
         c->fill -= pos;
         return 0;
 }
@@ -286,11 +375,19 @@ int bk_content_begin(struct bk_backup *b, struct bk_content **ret) {
         c->chunker = cairn_repo_chunker(b->repo);
         c->max = cairn_chunker_params(c->chunker)->max_size;
         c->cap = BATCH + c->max;
-        c->buf = malloc(c->cap);
-        if (!c->buf) {
+        c->bufs[0] = malloc(c->cap);
+        c->bufs[1] = malloc(c->cap);
+        if (!c->bufs[0] || !c->bufs[1]) {
+                free(c->bufs[0]);
+                free(c->bufs[1]);
                 free(c);
                 return -ENOMEM;
         }
+        c->buf = c->bufs[0];
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_cond_init(&c->cond, NULL);
+        /* Without the thread everything still works, one batch at a time. */
+        c->thread_started = pthread_create(&c->thread, NULL, batch_thread, c) == 0;
         *ret = c;
         return 0;
 }
@@ -333,18 +430,38 @@ int bk_content_hole(struct bk_content *c, uint64_t len) {
         return add_chunk_ref(c, NULL, len, CAIRN_CHUNK_HOLE);
 }
 
+static void content_destroy(struct bk_content *c) {
+        (void) batch_wait(c);
+        if (c->thread_started) {
+                pthread_mutex_lock(&c->lock);
+                c->stop = true;
+                pthread_cond_broadcast(&c->cond);
+                pthread_mutex_unlock(&c->lock);
+                pthread_join(c->thread, NULL);
+        }
+        pthread_mutex_destroy(&c->lock);
+        pthread_cond_destroy(&c->cond);
+        for (int j = 0; j < 2; j++) {
+                for (size_t i = 0; i < c->cap_batches[j]; i++)
+                        free(c->batches[j][i].out);
+                free(c->batches[j]);
+                free(c->bufs[j]);
+        }
+        free(c->chunks);
+        free(c);
+}
+
 static void content_release(struct bk_content *c) {
         struct bk_backup *b = c->b;
+
+        (void) batch_wait(c);    /* an abort's error is the caller's already */
+        c->cur = 0;
+        c->buf = c->bufs[0];
         if (!b->content) {
                 b->content = c;     /* keep the buffers for the next file */
                 return;
         }
-        for (size_t i = 0; i < c->cap_batch; i++)
-                free(c->batch[i].out);
-        free(c->batch);
-        free(c->chunks);
-        free(c->buf);
-        free(c);
+        content_destroy(c);
 }
 
 void bk_content_abort(struct bk_content *c) {
@@ -376,10 +493,5 @@ void bk_content_cache_free(struct bk_backup *b) {
         if (!c)
                 return;
         b->content = NULL;
-        for (size_t i = 0; i < c->cap_batch; i++)
-                free(c->batch[i].out);
-        free(c->batch);
-        free(c->chunks);
-        free(c->buf);
-        free(c);
+        content_destroy(c);
 }
