@@ -62,7 +62,7 @@ static const char usage_text[] =
         "       readahead=N            chunks decoded ahead of a sequential reader (default 4; 0: off)\n"
         "       threads=N              request threads (default 2)\n"
         "       fsname=NAME            what df and /proc/mounts show (default: the repository path)\n"
-        "     ro, nosuid, nodev, noexec, noatime, ... and fstab's noauto, nofail, _netdev, x-*:\n"
+        "     ro, rw, nosuid, nodev, noexec, noatime, ... and fstab's noauto, nofail, _netdev, x-*:\n"
         "     accepted; the mount is always read-only, nosuid and nodev.\n"
         "  -h, --help              this text\n"
         "  -V, --version           print the version\n"
@@ -114,7 +114,7 @@ static int parse_option(struct options *o, char *opt) {
         static const char *const ignored[] = {
                 /* fstab/mount(8) words that are not ours to act on */
                 "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "owner",
-                "ro", "nosuid", "nodev", "suid", "dev", "exec", "atime", "noatime", "relatime",
+                "ro", "rw", "nosuid", "nodev", "suid", "dev", "exec", "atime", "noatime", "relatime",
                 "norelatime", "strictatime", "nodiratime", "diratime", "async", "sync", "dirsync",
                 "default_permissions", "lazytime", "nolazytime",
         };
@@ -146,8 +146,6 @@ static int parse_option(struct options *o, char *opt) {
                 o->default_permissions = false;
         else if (streq(opt, "noexec") && !v)
                 o->noexec = true;
-        else if (streq(opt, "rw") && !v)
-                log_warning("Mount option rw ignored: the mount is read-only");
         else if (strncmp(opt, "x-", 2) == 0 || streq(opt, "comment") || streq(opt, "context") ||
                  streq(opt, "subtype"))
                 ; /* mount(8) and systemd's own */
