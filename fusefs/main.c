@@ -58,7 +58,7 @@ static const char usage_text[] =
         "       allow_other            let other users (and containers) use the mount; the stored\n"
         "                              modes and owners still decide who reads what\n"
         "       no_default_permissions do not let the kernel check the stored modes (default: it does)\n"
-        "       cache_size=MIB         decoded chunk cache (default " "128" ")\n"
+        "       cache_size=MIB         decoded chunk cache, 16 or more (default 128)\n"
         "       readahead=N            chunks decoded ahead of a sequential reader (default 4; 0: off)\n"
         "       threads=N              request threads (default 2)\n"
         "       fsname=NAME            what df and /proc/mounts show (default: the repository path)\n"
@@ -363,23 +363,28 @@ struct request_loop {
         int error;                       /* protected by lock */
 };
 
+struct request_worker {
+        struct request_loop *loop;
+        pthread_t thread;
+        struct fuse_buf buf;             /* freed by request_loop(): the thread may be cancelled */
+};
+
 static void *request_thread(void *userdata) {
-        struct request_loop *l = userdata;
-        struct fuse_buf buf = { .mem = NULL };
+        struct request_worker *w = userdata;
+        struct request_loop *l = w->loop;
         int r = 0;
 
         pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
         while (!fuse_session_exited(l->se)) {
                 pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
-                r = fuse_session_receive_buf(l->se, &buf);
+                r = fuse_session_receive_buf(l->se, &w->buf);
                 pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
                 if (r == -EINTR)
                         continue;
                 if (r <= 0)
                         break;   /* 0 or -ENODEV: unmounted */
-                fuse_session_process_buf(l->se, &buf);
+                fuse_session_process_buf(l->se, &w->buf);
         }
-        free(buf.mem);
         fuse_session_exit(l->se);
         pthread_mutex_lock(&l->lock);
         if (r < 0 && r != -ENODEV && r != -EINTR)
@@ -393,7 +398,7 @@ static void *request_thread(void *userdata) {
 /* Returns 0 when the session ended by an unmount or a signal, else -errno. */
 static int request_loop(struct fuse_session *se, unsigned n) {
         struct request_loop l = { .se = se, .lock = PTHREAD_MUTEX_INITIALIZER, .ended = PTHREAD_COND_INITIALIZER };
-        pthread_t *threads = calloc(n, sizeof *threads);
+        struct request_worker *threads = calloc(n, sizeof *threads);
         unsigned started = 0;
         int r;
 
@@ -403,7 +408,8 @@ static int request_loop(struct fuse_session *se, unsigned n) {
                 pthread_mutex_lock(&l.lock);
                 l.running++;
                 pthread_mutex_unlock(&l.lock);
-                r = pthread_create(&threads[started], NULL, request_thread, &l);
+                threads[started].loop = &l;
+                r = pthread_create(&threads[started].thread, NULL, request_thread, &threads[started]);
                 if (r != 0) {
                         pthread_mutex_lock(&l.lock);
                         l.running--;
@@ -432,9 +438,11 @@ static int request_loop(struct fuse_session *se, unsigned n) {
         pthread_mutex_unlock(&l.lock);
         fuse_session_exit(se);
         for (unsigned i = 0; i < started; i++)
-                pthread_cancel(threads[i]);
-        for (unsigned i = 0; i < started; i++)
-                pthread_join(threads[i], NULL);
+                pthread_cancel(threads[i].thread);
+        for (unsigned i = 0; i < started; i++) {
+                pthread_join(threads[i].thread, NULL);
+                free(threads[i].buf.mem);
+        }
         free(threads);
         return l.error;
 }
