@@ -306,13 +306,13 @@ static void run_job(struct opts *o, struct cairn_repo *r, const struct bk_job *j
         if (k < 0)
                 return;
         /* Shared with other backups, exclusive against prune. */
-        k = cairn_repo_lock(r, "repository", false, wait, NULL, &rl, &holder);
+        k = cairn_repo_lock(r, "repository", false, false, NULL, &rl, &holder);
         if (k == -EBUSY) {
-                log_error("job \"%s\": the repository is being pruned (pid %d); try later or use --wait", job->name,
-                          (int) holder);
-                res->status = EXIT_LOCKED;
-                cairn_lock_release(jl);
-                return;
+                /* A prune is bounded and holds the lock only while it runs:
+                 * a backup must not fail because one is running, so it
+                 * waits (the job lock above still keeps two runs apart). */
+                log_info("job \"%s\": waiting for the prune of process %d to finish", job->name, (int) holder);
+                k = cairn_repo_lock(r, "repository", false, true, NULL, &rl, &holder);
         }
         if (k < 0) {
                 cairn_lock_release(jl);

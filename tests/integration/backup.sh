@@ -221,4 +221,15 @@ expect 0 "a second prune has nothing to do" -- "$CAIRN" prune --json
 echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["packs_deleted"]==0 and d["packs_repacked"]==0, d'
 tap_ok $? "no pack deleted or repacked"
 
+# A backup that meets a running prune waits for it instead of failing
+# (a stand-in prune: the repository lock held exclusively for 2 s).
+L=$T/repo/locks/repository.lock
+flock -x "$L" sleep 2 & holder=$!
+for _ in $(seq 100); do flock -n -s "$L" true || break; sleep 0.05; done
+! flock -n -s "$L" true; tap_ok $? "a stand-in prune holds the repository lock"
+expect 0 "a backup during the prune waits for it and succeeds" -- "$CAIRN" -v backup app
+contains "waiting for the prune" "$err" "and says that it waits (with -v)"
+! kill -0 $holder 2>/dev/null; tap_ok $? "it finished only after the prune let go"
+wait $holder
+
 tap_finish
