@@ -38,5 +38,9 @@ tap_finish() {
         [ "$tap_failed" -eq 0 ]
 }
 
-tap_tmp=$(mktemp -d "${CAIRN_TEST_TMPDIR:-/tmp}/tap.XXXXXX")
+tap_tmp=$(mktemp -d "${CAIRN_TEST_TMPDIR:-/tmp}/tap.XXXXXX") && [ -n "$tap_tmp" ] && [ -d "$tap_tmp" ] || {
+        # Never run a test at / (every path is "$tap_tmp/...").
+        echo "Bail out! cannot create a temporary directory under ${CAIRN_TEST_TMPDIR:-/tmp}"
+        exit 1
+}
 trap 'rm -rf "$tap_tmp"' EXIT
