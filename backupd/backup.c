@@ -130,7 +130,8 @@ int bk_backup_new(struct cairn_repo *r, const struct bk_backup_options *opts, st
                 bk_backup_free(b);
                 return -ENOMEM;
         }
-        b->snap->start_ns = now_ns();
+        b->run_start_ns = now_ns();
+        b->snap->start_ns = opts->start_ns ? opts->start_ns : b->run_start_ns;
         {
                 /* The snapshot's root directory: what "ls -ld" of a mount shows. */
                 struct cairn_entry root = { .type = CAIRN_ENTRY_DIR, .mode = 040755, .nlink = 2,
@@ -311,7 +312,7 @@ void bk_backup_progress(struct bk_backup *b) {
         b->last_progress_ns = now;
         /* finished files plus what is read of the current one */
         uint64_t done = b->snap->bytes + (b->bytes_read - b->read_at_file_start);
-        secs = (double) (now - b->snap->start_ns) / 1e9;
+        secs = (double) (now - b->run_start_ns) / 1e9;
         rate = secs > 0 ? (double) done / secs : 0;
         fprintf(stderr, "\r\033[K%s: %" PRIu64 " files, %.1f MiB (%.1f MiB read), %.1f MiB/s", b->opts->job,
                 b->snap->files, (double) done / 1048576.0, (double) b->bytes_read / 1048576.0, rate / 1048576.0);
@@ -844,7 +845,7 @@ int bk_backup_commit(struct bk_backup *b, uint8_t ret_id[CAIRN_ID_SIZE]) {
                 fprintf(stderr, "\r\033[K");
         st = cairn_store_stats(b->store);
         memcpy(b->snap->root, root, CAIRN_ID_SIZE);
-        b->snap->end_ns = now_ns();
+        b->snap->end_ns = b->snap->start_ns + (now_ns() - b->run_start_ns);
         b->snap->bytes_read = b->bytes_read;
         b->snap->added_bytes = st->raw_added;
         b->snap->stored_bytes = st->stored_added;

@@ -36,6 +36,8 @@ struct bk_backup_options {
         bool progress;              /* a progress line on stderr */
         char **tags;
         size_t n_tags;
+        int64_t start_ns;           /* the snapshot's time (cairn import: the archive's); 0: now.
+                                     * The end time is then this plus the run's duration. */
 };
 
 struct bk_backup {
@@ -54,6 +56,7 @@ struct bk_backup {
         uint64_t files_unchanged;             /* reused from the parent without reading */
         int64_t last_progress_ns;
         uint64_t expected_bytes;              /* for the ETA, when known */
+        int64_t run_start_ns;                 /* the clock when this run began */
 };
 
 int bk_backup_new(struct cairn_repo *r, const struct bk_backup_options *opts, struct bk_backup **ret);
@@ -71,6 +74,17 @@ int bk_backup_command(struct bk_backup *b, const char *command, const char *file
 /* Run @command and store the tar stream on its stdout as a tree under
  * @dir ("" or NULL: the root).  Implemented in source-tar.c. */
 int bk_backup_tar_command(struct bk_backup *b, const char *command, const char *dir);
+
+/* Store the archive read from @fd as a tree under @dir, exactly as
+ * bk_backup_tar_command stores a tar stream: the same normalization,
+ * refusals and warnings.  Formats: tar in any compression, zip, 7-Zip,
+ * cpio, ISO 9660, RAR, xar, LHA, CAB; read seekably when @fd is a regular
+ * file, and a zip or 7-Zip archive on a pipe is first copied to an
+ * unlinked file in $TMPDIR (else /var/tmp).  Messages name it as
+ * "archive @name" (the caller quotes a path).  -EBADMSG (logged with the
+ * archive and the entry where it went wrong) for a damaged, cut or
+ * unrecognized archive.  Does not close @fd.  In source-tar.c. */
+int bk_backup_archive(struct bk_backup *b, int fd, const char *name, const char *dir);
 
 /* Record a warning: the snapshot becomes partial. */
 void bk_backup_warn(struct bk_backup *b, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

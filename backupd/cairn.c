@@ -17,7 +17,11 @@
 #include "check.h"
 #include "conf.h"
 #include "config.h"
+#include "export.h"
+#include "import.h"
 #include "lmdb-index.h"
+#include "alert.h"
+#include "drill.h"
 #include "log.h"
 #include "ls.h"
 #include "prune.h"
@@ -25,6 +29,9 @@
 #include "restore.h"
 #include "retention.h"
 #include "snapshot.h"
+#include "state.h"
+#include "status.h"
+#include "sync.h"
 #include "util.h"
 
 /* Exit statuses, as --help documents them. */
@@ -50,6 +57,7 @@ struct opts {
 };
 
 static void log_to_stderr(int level, const char *msg, void *userdata) {
+        bk_error_capture_note(level, msg);     /* what a failed job's state and alert say */
         fprintf(stderr, "cairn: %s%s\n", level <= CAIRN_LOG_ERR ? "error: " : level == CAIRN_LOG_WARNING ? "warning: " : "",
                 msg);
 }
@@ -69,11 +77,24 @@ static const char usage_text[] =
         "  ls SNAPSHOT[:PATH]            list files of a snapshot\n"
         "  restore SNAPSHOT[:PATH] --target DIR\n"
         "                                restore files with all their metadata\n"
+        "  import ARCHIVE... [--job NAME] [--time TIME]\n"
+        "                                store tar/zip/... archives as snapshots (one each)\n"
+        "  export SNAPSHOT[:PATH] [-o FILE] [--format pax|gnutar|zip]\n"
+        "                                write a snapshot as an archive (default: pax, stdout)\n"
         "  forget [JOB...]               drop snapshots outside the jobs' keep-* rules\n"
         "  prune                         delete data no snapshot needs, repack sparse packs\n"
         "  check [--read-data[=N%]]      verify that every snapshot is complete and intact\n"
         "  index rebuild                 rebuild the index from packs and snapshot files\n"
         "  mount [-f] [-o OPTS] DIR      mount every snapshot read-only at DIR (runs cairnfs)\n"
+        "  status [--textfile FILE] [--notify]\n"
+        "                                fresh or stale, last results and drills of every job;\n"
+        "                                Prometheus metrics, the daily summary alert\n"
+        "  verify JOB [--exec SCRIPT] [--runtime bwrap|docker|podman] [--image IMAGE]\n"
+        "                                a restore drill: SCRIPT run on JOB's latest snapshot\n"
+        "                                in a sandbox or container\n"
+        "  sync [--delete] [--verify] DEST\n"
+        "                                copy packs, snapshots, config and keys offsite (DIR or\n"
+        "                                rclone:REMOTE:PATH); --verify checks such a copy\n"
         "\n"
         "SNAPSHOT is JOB (its latest complete snapshot), JOB/latest, JOB/2026-11-21T01:00:00Z\n"
         "(UTC, as \"cairn snapshots\" prints) or an id prefix of at least 6 hex digits.\n"
@@ -84,14 +105,16 @@ static const char usage_text[] =
         "      --password-file FILE   read the passphrase from FILE ($CAIRN_PASSWORD_FILE)\n"
         "      --password-command CMD use the output of CMD ($CAIRN_PASSWORD_COMMAND)\n"
         "                             else $CAIRN_PASSWORD, else the config's password-file/-command\n"
-        "      --json                 machine-readable output (info, snapshots, ls, run, forget, prune, check)\n"
+        "      --json                 machine-readable output (info, snapshots, ls, run, forget, prune, check, sync, import,\n"
+        "                             status, verify)\n"
         "  -v, --verbose              say what happens (twice: debug)\n"
         "  -q, --quiet                only errors\n"
         "  -h, --help                 this text; \"cairn COMMAND --help\" for a command\n"
         "      --version              print the version\n"
         "\n"
         "Exit status: 0 success; 1 failure; 2 usage error; 3 done, but some snapshots are partial\n"
-        "(files that could not be read or changed while read); 75 another cairn holds the lock.\n";
+        "(files that could not be read or changed while read); 4 (status) a job is stale;\n"
+        "75 another cairn holds the lock.\n";
 
 static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int usage_error(const char *cmd, const char *fmt, ...) {
@@ -381,6 +404,99 @@ static int combine(int all, int one) {
         return EXIT_OK;
 }
 
+/* ---- results: state, alerts, metrics (state.h, alert.h, status.h) ---- */
+
+/* A webhook alert, when the config has a webhook.  Never changes a result. */
+static void send_alert(struct opts *o, const char *event, const char *job, const char *status, const char *message) {
+        struct bk_alert a = { .event = event, .job = job, .status = status, .message = message };
+
+        if (o->config && o->config->webhook)
+                (void) bk_alert_send(o->config->webhook, &a);
+}
+
+/* Record a backup's result in REPO/state/ and alert on anything but a
+ * success.  Returns true when it sent (or would have sent) an alert. */
+static bool record_backup(struct opts *o, const char *job, const struct job_result *res, int64_t start_ns) {
+        _cleanup_free_ char *first = bk_error_capture_first(), *msg = NULL;
+        struct bk_run run = { .start_ns = start_ns, .end_ns = now_ns() };
+
+        if (res->status == EXIT_LOCKED)
+                return false;   /* the run holding the lock records its own result */
+        if (res->snap) {
+                run.start_ns = res->snap->start_ns;
+                run.end_ns = res->snap->end_ns;
+                run.bytes = res->snap->bytes;
+                run.added_bytes = res->snap->added_bytes;
+                hex_encode(res->id, CAIRN_ID_SIZE, run.snapshot);
+        }
+        if (res->status == EXIT_OK)
+                run.result = BK_RESULT_OK;
+        else if (res->status == EXIT_PARTIAL && res->snap) {
+                run.result = BK_RESULT_PARTIAL;
+                if (res->snap->n_errors > 0 &&
+                    asprintf(&msg, "%zu warning%s, first %s: %s", res->snap->n_errors, res->snap->n_errors == 1 ? "" : "s",
+                             res->snap->errors[0].path, res->snap->errors[0].reason) < 0)
+                        msg = NULL;
+        } else {
+                run.result = BK_RESULT_FAILED;
+                msg = TAKE_PTR(first);
+        }
+        run.message = msg ? msg : run.result == BK_RESULT_OK ? NULL : (char *) "see the log of the run";
+        if (o->repo)
+                (void) bk_state_record(o->repo, job, BK_STATE_BACKUP, &run);
+        if (run.result == BK_RESULT_OK)
+                return false;
+        send_alert(o, "backup", job, bk_result_name(run.result), run.message);
+        return true;
+}
+
+/* One stale alert per stale stretch of a job (keyed by its last
+ * success), unless @skip[i] (the job was alerted about just now) or
+ * @mark_only (the summary says it): then it is only marked as told. */
+static void alert_stale(struct opts *o, const struct bk_status *st, const bool *skip, bool mark_only) {
+        if (!o->config || !o->config->webhook || !o->repo)
+                return;
+        for (size_t i = 0; i < st->n_jobs; i++) {
+                const struct bk_job_status *js = &st->jobs[i];
+                _cleanup_free_ char *msg = NULL;
+                char when[32], age[32], max[32];
+
+                if (!js->stale || (js->state.stale_alerted && js->state.stale_alerted_for == js->last_success_ns))
+                        continue;
+                if (!mark_only && !(skip && skip[i])) {
+                        bk_format_age((int64_t) js->job->max_age_s, max, sizeof max);
+                        if (js->last_success_ns <= 0)
+                                msg = strdup("no successful backup yet");
+                        else {
+                                bk_format_age((st->now_ns - js->last_success_ns) / 1000000000, age, sizeof age);
+                                if (asprintf(&msg, "no successful backup since %s (%s ago; max-age %s)",
+                                             cairn_time_format(js->last_success_ns, when, sizeof when), age, max) < 0)
+                                        msg = NULL;
+                        }
+                        send_alert(o, "stale", js->job->name, "stale", msg);
+                }
+                (void) bk_state_mark_stale_alerted(o->repo, js->job->name, js->last_success_ns);
+        }
+}
+
+/* After a backup, run, check or drill: the config's textfile (and,
+ * with @stale_alerts, the stale alerts; @skip as alert_stale).  Only
+ * warnings: the metrics never change the run's result. */
+static void after_run(struct opts *o, struct cairn_repo *r, bool stale_alerts, const bool *skip) {
+        _cleanup_(bk_status_freep) struct bk_status *st = NULL;
+
+        if (!r || !o->config || !o->repo || (!o->config->textfile && !(stale_alerts && o->config->webhook)))
+                return;
+        if (bk_status_collect(o->config, o->repo, r, &st) < 0)
+                return;
+        if (o->config->textfile)
+                (void) bk_status_write_textfile(st, o->config->textfile);
+        if (stale_alerts)
+                alert_stale(o, st, skip, false);
+}
+
+static int run_config_drills(struct opts *o, struct cairn_repo *r);
+
 static int cmd_backup(struct opts *o, int argc, char **argv) {
         static const struct option longopts[] = {
                 { "job", required_argument, NULL, 'j' },
@@ -399,6 +515,7 @@ static int cmd_backup(struct opts *o, int argc, char **argv) {
         bool wait = false, one_fs = false;
         const char *name = NULL;
         json_t *list = json_array();
+        int64_t start_ns;
         int c, status;
 
         while ((c = getopt_long(argc, argv, "+xh", longopts, NULL)) >= 0) {
@@ -454,10 +571,17 @@ static int cmd_backup(struct opts *o, int argc, char **argv) {
                         return EXIT_FAIL;
                 }
         }
-        if (open_repo(o, &r) < 0)
+        bk_error_capture_reset();
+        start_ns = now_ns();
+        if (open_repo(o, &r) < 0) {
+                res.status = EXIT_FAIL;
+                (void) record_backup(o, job->name, &res, start_ns);
                 return EXIT_FAIL;
+        }
         run_job(o, r, job, wait, &res);
         report_job(o, job->name, &res, list);
+        (void) record_backup(o, job->name, &res, start_ns);
+        after_run(o, r, false, NULL);
         if (o->json) {
                 json_dumpf(json_array_get(list, 0), stdout, JSON_COMPACT);
                 printf("\n");
@@ -475,24 +599,31 @@ static int cmd_backup(struct opts *o, int argc, char **argv) {
 static int cmd_run(struct opts *o, int argc, char **argv) {
         static const struct option longopts[] = {
                 { "wait", no_argument, NULL, 'w' },
+                { "drills", no_argument, NULL, 'D' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
         _cleanup_(cairn_repo_freep) struct cairn_repo *r = NULL;
         json_t *list = json_array();
-        bool wait = false;
+        bool wait = false, drills = false, *alerted = NULL;
         int c, status = EXIT_OK;
 
         while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
                 switch (c) {
                 case 'w': wait = true; break;
+                case 'D': drills = true; break;
                 case 'h':
-                        printf("Usage: cairn run [--wait] [-v] [--json]\n\n"
+                        printf("Usage: cairn run [--wait] [--drills] [-v] [--json]\n\n"
                                "Back up every job of the config, one after another: the cron entry point\n"
                                "(e.g. \"0 1 * * * root cairn run\"). Silent when everything succeeds; -v prints a\n"
                                "line per job. A failed job does not stop the others.\n\n"
-                               "Exit status: 0 all jobs succeeded; 1 some job failed; 3 none failed but some\n"
-                               "snapshots are partial; 75 some job was already running (see --wait).\n");
+                               "Each result is recorded in REPO/state/ (see \"cairn status\"); a failed or partial\n"
+                               "job is a webhook alert (the config's [status] webhook), and so is a job found\n"
+                               "stale afterwards (once until it succeeds again); [status] textfile is refreshed.\n"
+                               "--drills then runs the restore drill of every job with \"drill = SCRIPT\" on its\n"
+                               "latest snapshot (one temporary mount for all; see \"cairn verify\").\n\n"
+                               "Exit status: 0 all jobs succeeded; 1 some job (or drill) failed; 3 none failed but\n"
+                               "some snapshots are partial; 75 some job was already running (see --wait).\n");
                         return EXIT_OK;
                 default: return usage_error("run", "bad option");
                 }
@@ -501,15 +632,32 @@ static int cmd_run(struct opts *o, int argc, char **argv) {
                 return usage_error("run", "unexpected argument \"%s\" (\"cairn backup JOB\" runs one job)", argv[optind]);
         if (load_config(o, true) < 0)
                 return EXIT_FAIL;
-        if (open_repo(o, &r) < 0)
+        bk_error_capture_reset();
+        if (open_repo(o, &r) < 0) {
+                /* No job can run tonight: each one's state and alert say why. */
+                for (size_t i = 0; i < o->config->n_jobs; i++) {
+                        struct job_result res = { .status = EXIT_FAIL };
+                        (void) record_backup(o, o->config->jobs[i].name, &res, now_ns());
+                }
                 return EXIT_FAIL;
+        }
+        alerted = calloc(o->config->n_jobs + 1, sizeof *alerted);
         for (size_t i = 0; i < o->config->n_jobs; i++) {
                 struct job_result res = { 0 };
+                int64_t start_ns = now_ns();
+
+                bk_error_capture_reset();
                 run_job(o, r, &o->config->jobs[i], wait, &res);
                 report_job(o, o->config->jobs[i].name, &res, list);
+                if (record_backup(o, o->config->jobs[i].name, &res, start_ns) && alerted)
+                        alerted[i] = true;
                 status = combine(status, res.status);
                 cairn_snapshot_free(res.snap);
         }
+        if (drills)
+                status = combine(status, run_config_drills(o, r));
+        after_run(o, r, true, alerted);
+        free(alerted);
         if (o->json) {
                 json_dumpf(list, stdout, JSON_COMPACT);
                 printf("\n");
@@ -683,6 +831,257 @@ static int cmd_restore(struct opts *o, int argc, char **argv) {
                                human(st.bytes, a, sizeof a), target, st.errors ? " (with errors)" : "");
         }
         return k < 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+/* ---- import, export ---- */
+
+static int import_exit(enum bk_import_status s) {
+        switch (s) {
+        case BK_IMPORT_OK:
+        case BK_IMPORT_SKIPPED: return EXIT_OK;
+        case BK_IMPORT_PARTIAL: return EXIT_PARTIAL;
+        case BK_IMPORT_LOCKED: return EXIT_LOCKED;
+        default: return EXIT_FAIL;
+        }
+}
+
+static const char *import_status_name(enum bk_import_status s) {
+        static const char *const names[] = {
+                [BK_IMPORT_OK] = "ok", [BK_IMPORT_PARTIAL] = "partial", [BK_IMPORT_SKIPPED] = "skipped",
+                [BK_IMPORT_FAILED] = "failed", [BK_IMPORT_LOCKED] = "locked",
+        };
+        return names[s];
+}
+
+static void report_import(struct opts *o, const struct bk_import_item *it, const struct bk_import_result *res,
+                          json_t *list) {
+        char hex[65], when[32], a[32], bb[32], cc[32];
+        bool have_id = res->status == BK_IMPORT_OK || res->status == BK_IMPORT_PARTIAL ||
+                       res->status == BK_IMPORT_SKIPPED;
+
+        if (res->time_ns)
+                cairn_time_format(res->time_ns, when, sizeof when);
+        else
+                snprintf(when, sizeof when, "now");
+        if (o->json) {
+                json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "archive", it->archive, "job", it->job, "time", when,
+                                      "status", import_status_name(res->status));
+                if (have_id)
+                        json_object_set_new(j, "snapshot", json_string(hex_encode(res->id, CAIRN_ID_SIZE, hex)));
+                if (res->snap) {
+                        json_object_set_new(j, "start_ns", json_integer((json_int_t) res->snap->start_ns));
+                        json_object_set_new(j, "files", json_integer((json_int_t) res->snap->files));
+                        json_object_set_new(j, "dirs", json_integer((json_int_t) res->snap->dirs));
+                        json_object_set_new(j, "bytes", json_integer((json_int_t) res->snap->bytes));
+                        json_object_set_new(j, "added_bytes", json_integer((json_int_t) res->snap->added_bytes));
+                        json_object_set_new(j, "stored_bytes", json_integer((json_int_t) res->snap->stored_bytes));
+                        json_object_set_new(j, "warnings", json_integer((json_int_t) res->snap->n_errors));
+                }
+                json_array_append_new(list, j);
+                return;
+        }
+        if (o->verbosity < 1 || !res->snap)
+                return;
+        printf("%s: %s/%s %s, snapshot %.8s: %" PRIu64 " files, %s, %s new (%s stored)%s\n", it->archive, it->job,
+               when, import_status_name(res->status), hex_encode(res->id, CAIRN_ID_SIZE, hex), res->snap->files,
+               human(res->snap->bytes, a, sizeof a), human(res->snap->added_bytes, bb, sizeof bb),
+               human(res->snap->stored_bytes, cc, sizeof cc), res->snap->n_errors ? " (see warnings)" : "");
+}
+
+static int cmd_import(struct opts *o, int argc, char **argv) {
+        static const struct option longopts[] = {
+                { "job", required_argument, NULL, 'j' },
+                { "time", required_argument, NULL, 't' },
+                { "local-time", no_argument, NULL, 'l' },
+                { "directory", required_argument, NULL, 'd' },
+                { "wait", no_argument, NULL, 'w' },
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        static const char help[] =
+                "Usage: cairn import [--job NAME] [--time TIME] [--local-time] [--directory DIR] [--wait]\n"
+                "                    [--json] ARCHIVE...\n"
+                "\n"
+                "Store each archive (a file, or - for stdin) as one snapshot, the way a tar-command\n"
+                "source stores its stream: a browsable tree with the archive's modes, owners, ns\n"
+                "times, symlinks, hard links, devices, fifos, xattrs and ACLs, sparse files, as far\n"
+                "as the format has them. Formats: tar (ustar, pax, GNU; plain or compressed with\n"
+                "gzip, bzip2, xz, zstd, lz4, ...), zip, 7-Zip, cpio, ISO 9660, RAR, xar, LHA, CAB.\n"
+                "A zip or 7-Zip archive on a pipe is first copied to a temporary file ($TMPDIR, else\n"
+                "/var/tmp): its modes and symlinks are in its directory at the end.\n"
+                "\n"
+                "  --job NAME        the job; default: SERVICE of an archive named\n"
+                "                    SERVICE_YYYYMMDD_HHMMSS.EXT (grafana_20250101_020000.tar.gz\n"
+                "                    is job \"grafana\" at 2025-01-01T02:00:00Z)\n"
+                "  --time TIME       the snapshot's time, for one archive: 2026-11-21T01:00:00Z\n"
+                "                    (UTC) or 20261121_010000. Default: the time in the name, else\n"
+                "                    the file's mtime, else (stdin) now\n"
+                "  --local-time      YYYYMMDD_HHMMSS (in names and --time) is local time, not UTC\n"
+                "  --directory DIR   put the archive's tree at DIR in the snapshot (like the\n"
+                "                    \"directory\" of a tar-command job); default: the root\n"
+                "  --wait            wait for a running backup of the job instead of exit status 75\n"
+                "\n"
+                "Archives are imported oldest first, each with the locks \"cairn backup\" takes.\n"
+                "Importing again: an archive whose job already has a snapshot at exactly its time is\n"
+                "taken to be imported before and is skipped with a warning, so the same import can\n"
+                "be run again over a directory of archives and adds only the new ones (any data\n"
+                "stored twice would be deduplicated anyway).\n"
+                "\n"
+                "Hostile entries are handled as for tar-command: \"..\" paths, names over 255 bytes,\n"
+                "paths through a symlink or a file, and hard links to nowhere are left out with a\n"
+                "warning naming them (the snapshot is partial); absolute paths are kept inside the\n"
+                "snapshot; symlink targets are stored as they are, never followed.\n"
+                "A damaged, truncated or unrecognized archive is an error naming the archive and\n"
+                "the entry where it went wrong, and records no snapshot (data already stored is\n"
+                "freed by the next prune); the other archives are still imported.\n"
+                "\n"
+                "--json prints one object per archive: archive, job, time, status (ok, partial,\n"
+                "skipped, failed, locked) and, for a snapshot made, its id and totals; -v a line each.\n"
+                "\n"
+                "Exit status: 0 every archive imported or skipped; 1 some archive failed; 3 none\n"
+                "failed but some snapshot is partial; 2 usage; 75 a lock was held (see --wait).\n";
+        _cleanup_(cairn_repo_freep) struct cairn_repo *r = NULL;
+        struct bk_import_options io = { .progress = o->verbosity >= 0 && isatty(2) && !o->json };
+        struct bk_import_item *items = NULL;
+        const char *job = NULL, *when = NULL;
+        bool local = false;
+        size_t n = 0;
+        json_t *list;
+        int c, k, status = EXIT_OK;
+
+        while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
+                switch (c) {
+                case 'j': job = optarg; break;
+                case 't': when = optarg; break;
+                case 'l': local = true; break;
+                case 'd': io.dir = optarg; break;
+                case 'w': io.wait = true; break;
+                case 'h': fputs(help, stdout); return EXIT_OK;
+                default: return usage_error("import", "bad option");
+                }
+        }
+        if (optind >= argc)
+                return usage_error("import", "give at least one ARCHIVE (- for stdin)");
+        k = bk_import_plan(argv + optind, (size_t) (argc - optind), job, when, local, &items, &n);
+        if (k == -EINVAL)
+                return usage_error("import", "nothing was imported");
+        if (k < 0) {
+                log_error("Nothing was imported");
+                return EXIT_FAIL;
+        }
+        if (open_repo(o, &r) < 0) {
+                bk_import_items_free(items, n);
+                return EXIT_FAIL;
+        }
+        list = json_array();
+        for (size_t i = 0; i < n; i++) {
+                struct bk_import_result res;
+
+                k = bk_import_one(r, &items[i], &io, &res);
+                if (k < 0) {
+                        log_error_errno(k, "Import stopped: %m");
+                        status = EXIT_FAIL;
+                        break;
+                }
+                report_import(o, &items[i], &res, list);
+                status = combine(status, import_exit(res.status));
+                cairn_snapshot_free(res.snap);
+        }
+        if (o->json) {
+                json_dumpf(list, stdout, JSON_COMPACT);
+                printf("\n");
+        }
+        json_decref(list);
+        bk_import_items_free(items, n);
+        return status;
+}
+
+static int cmd_export(struct opts *o, int argc, char **argv) {
+        static const struct option longopts[] = {
+                { "output", required_argument, NULL, 'o' },
+                { "format", required_argument, NULL, 'f' },
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        static const char help[] =
+                "Usage: cairn export SNAPSHOT[:PATH] [-o FILE|-] [--format pax|gnutar|zip]\n"
+                "\n"
+                "Write the snapshot, or PATH inside it, as an archive to FILE or (default, or -o -)\n"
+                "to stdout, reading it through the index. Entries are named as \"cairn restore\" would\n"
+                "create them: the snapshot's top-level names, or PATH's last component and what is\n"
+                "below it. Nothing is compressed: pipe it through gzip or zstd.\n"
+                "\n"
+                "  -o, --output FILE   the archive; replaced only once complete, mode 0600\n"
+                "  -f, --format F      one of:\n"
+                "      pax             (default) everything cairn stores: ns times, owners (ids,\n"
+                "                      and names known here), xattrs, POSIX ACLs, hard links,\n"
+                "                      symlinks, devices, fifos, sparse files, empty directories;\n"
+                "                      extract with \"tar --xattrs --acls -xpf\" (GNU tar restores\n"
+                "                      only user.* xattrs unless given --xattrs-include='*') or bsdtar\n"
+                "      gnutar          the same without xattrs, ACLs, sub-second times and holes\n"
+                "                      (sparse files are stored in full)\n"
+                "      zip             files, directories, symlinks, modes, owners, times in whole\n"
+                "                      seconds; hard links as copies; no devices, fifos, xattrs, ACLs\n"
+                "An entry the format cannot hold (a socket; in zip a device or fifo) is skipped with\n"
+                "a warning. A running prune is waited for; prune waits for (or, without --wait,\n"
+                "leaves) a running export.\n"
+                "\n"
+                "If data cannot be read (a damaged or missing chunk) the export fails naming the path:\n"
+                "FILE is then neither created nor changed, and an archive on stdout is left without\n"
+                "its end and with a last block that makes tar and unzip fail, never as a shorter\n"
+                "archive that looks whole. -v prints a summary on stderr.\n"
+                "\n"
+                "Exit status: 0 written; 1 failed; 2 usage.\n";
+        _cleanup_(cairn_repo_freep) struct cairn_repo *r = NULL;
+        _cleanup_(cairn_index_txn_abortp) struct cairn_txn *t = NULL;
+        _cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
+        enum bk_export_format format = BK_EXPORT_PAX;
+        struct bk_export_stats st = { 0 };
+        struct cairn_lock *lock = NULL;
+        const char *out = NULL, *path;
+        uint8_t id[CAIRN_ID_SIZE];
+        pid_t holder = 0;
+        char a[32];
+        int c, k;
+
+        while ((c = getopt_long(argc, argv, "o:f:h", longopts, NULL)) >= 0) {
+                switch (c) {
+                case 'o': out = optarg; break;
+                case 'f':
+                        if (bk_export_format_parse(optarg, &format) < 0)
+                                return usage_error("export", "--format: pax, gnutar or zip, not \"%s\"", optarg);
+                        break;
+                case 'h': fputs(help, stdout); return EXIT_OK;
+                default: return usage_error("export", "bad option");
+                }
+        }
+        if (optind + 1 != argc)
+                return usage_error("export", "give one SNAPSHOT[:PATH]");
+        if (open_repo(o, &r) < 0)
+                return EXIT_FAIL;
+        k = cairn_index_txn_begin(cairn_repo_index(r), false, &t);
+        if (k < 0 || resolve_arg(t, argv[optind], &s, id, &path) < 0)
+                return EXIT_FAIL;
+        cairn_index_txn_abort(TAKE_PTR(t));
+        /* As a backup reads the repository: shared, so that no prune
+         * deletes packs under a long export; a running prune is waited for. */
+        k = cairn_repo_lock(r, "repository", false, false, NULL, &lock, &holder);
+        if (k == -EBUSY) {
+                log_info("Waiting for the prune of process %d to finish", (int) holder);
+                k = cairn_repo_lock(r, "repository", false, true, NULL, &lock, &holder);
+        }
+        if (k < 0)
+                return EXIT_FAIL;
+        k = bk_export(r, s->root, path, format, out, &st);
+        cairn_lock_release(lock);
+        if (k < 0)
+                return EXIT_FAIL;
+        if (o->verbosity >= 1)
+                fprintf(stderr, "exported %" PRIu64 " files, %" PRIu64 " directories, %" PRIu64 " symlinks, %" PRIu64
+                        " others, %s of data%s%s%s\n", st.files, st.dirs, st.symlinks, st.others,
+                        human(st.bytes, a, sizeof a), out && !streq(out, "-") ? " to " : "",
+                        out && !streq(out, "-") ? out : "", st.skipped ? " (some entries skipped, see above)" : "");
+        return EXIT_OK;
 }
 
 /* ---- forget, prune, index ---- */
@@ -965,6 +1364,7 @@ static int cmd_check(struct opts *o, int argc, char **argv) {
         bool wait = false;
         pid_t holder = 0;
         unsigned long pct;
+        int64_t check_start;
         char *end;
         int c, k;
 
@@ -1020,6 +1420,8 @@ static int cmd_check(struct opts *o, int argc, char **argv) {
                 co.problems = json_array();
                 co.damaged = json_array();
         }
+        bk_error_capture_reset();
+        check_start = now_ns();
         k = cairn_repo_check(r, &copt, &st);
         cairn_lock_release(lock);
 
@@ -1052,7 +1454,168 @@ static int cmd_check(struct opts *o, int argc, char **argv) {
                 fprintf(stderr, "cairn: %s\n", summary);
         else if (o->verbosity >= 1)
                 printf("%s\n", summary);
+
+        {
+                _cleanup_free_ char *first = k < 0 ? bk_error_capture_first() : NULL, *msg = NULL;
+                struct bk_run run = { .result = k < 0 ? BK_RESULT_FAILED : BK_RESULT_OK, .start_ns = check_start,
+                                      .end_ns = now_ns(), .message = summary };
+
+                if (first && asprintf(&msg, "%s (%s)", first, summary) >= 0)
+                        run.message = msg;
+                (void) bk_state_record(o->repo, NULL, BK_STATE_CHECK, &run);
+                if (k < 0)
+                        send_alert(o, "check", NULL, "failed", run.message);
+                after_run(o, r, false, NULL);
+        }
         return k < 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+/* ---- sync ---- */
+
+static void sync_on_problem(const struct cairn_copy_problem *p, void *userdata) {
+        json_t *list = userdata, *j;
+        char hex[65];
+
+        /* The library has logged it; only --json collects it. */
+        if (!list)
+                return;
+        j = json_pack("{s:s, s:s}", "error", p->error == -ENOENT ? "missing" : "damaged", "message", p->message);
+        if (p->file)
+                json_object_set_new(j, "file", json_string(p->file));
+        if (p->snapshot)
+                json_object_set_new(j, "snapshot", json_string(hex_encode(p->snapshot, CAIRN_ID_SIZE, hex)));
+        json_array_append_new(list, j);
+}
+
+static int sync_verify(struct opts *o, struct cairn_repo *r, const char *dest) {
+        json_t *problems = o->json ? json_array() : NULL;
+        struct cairn_copy_verify_options vo = { .on_problem = sync_on_problem, .userdata = problems };
+        struct cairn_copy_verify_stats st = { 0 };
+        char summary[512];
+        int k;
+
+        k = bk_sync_verify(r, dest, &vo, &st);
+        snprintf(summary, sizeof summary, "verify %s: %" PRIu64 " snapshot%s (%" PRIu64 " incomplete), %" PRIu64
+                 " pack%s (%" PRIu64 " missing), %" PRIu64 " blobs, %" PRIu64 " error%s; the repository has %" PRIu64
+                 " snapshot%s, %" PRIu64 " not at the copy", dest, st.snapshots, st.snapshots == 1 ? "" : "s",
+                 st.incomplete_snapshots, st.packs, st.packs == 1 ? "" : "s", st.missing_packs, st.blobs, st.errors,
+                 st.errors == 1 ? "" : "s", st.source_snapshots, st.source_snapshots == 1 ? "" : "s", st.behind);
+        if (k < 0 && k != -EBADMSG)
+                snprintf(summary + strlen(summary), sizeof summary - strlen(summary), "; the verification did not finish");
+        if (o->json) {
+                json_t *j = json_pack("{s:s, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "dest", dest,
+                                      "ok", k == 0, "finished", k == 0 || k == -EBADMSG,
+                                      "snapshots", (json_int_t) st.snapshots,
+                                      "incomplete_snapshots", (json_int_t) st.incomplete_snapshots,
+                                      "packs", (json_int_t) st.packs, "missing_packs", (json_int_t) st.missing_packs,
+                                      "blobs", (json_int_t) st.blobs, "errors", (json_int_t) st.errors,
+                                      "source_snapshots", (json_int_t) st.source_snapshots,
+                                      "behind", (json_int_t) st.behind, "problems", problems);
+                json_dumpf(j, stdout, JSON_COMPACT);
+                printf("\n");
+                json_decref(j);
+        } else if (k < 0)
+                fprintf(stderr, "cairn: %s\n", summary);
+        else if (o->verbosity >= 1)
+                printf("%s\n", summary);
+        return k == -EBUSY ? EXIT_LOCKED : k < 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+static int cmd_sync(struct opts *o, int argc, char **argv) {
+        static const struct option longopts[] = {
+                { "delete", no_argument, NULL, 'd' },
+                { "verify", no_argument, NULL, 'V' },
+                { "dry-run", no_argument, NULL, 'n' },
+                { "wait", no_argument, NULL, 'w' },
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        _cleanup_(cairn_repo_freep) struct cairn_repo *r = NULL;
+        struct bk_sync_options so = { .out = stdout };
+        struct bk_sync_stats st = { 0 };
+        struct cairn_lock *lock = NULL;
+        bool verify = false, wait = false;
+        const char *dest;
+        pid_t holder = 0;
+        char a[32], bb[32];
+        int c, k;
+
+        while ((c = getopt_long(argc, argv, "nh", longopts, NULL)) >= 0) {
+                switch (c) {
+                case 'd': so.delete_gone = true; break;
+                case 'V': verify = true; break;
+                case 'n': so.dry_run = true; break;
+                case 'w': wait = true; break;
+                case 'h':
+                        printf("Usage: cairn sync [--delete] [--dry-run] [--wait] [--json] [-v] DEST\n"
+                               "       cairn sync --verify [--wait] [--json] [-v] DEST\n\n"
+                               "Copy what never changes in the repository (config, keys/, packs/ and snapshots/;\n"
+                               "never index/, which holds plaintext names, nor locks/) to DEST: a local directory,\n"
+                               "or rclone:REMOTE:PATH through rclone (e.g. rclone:offsite:backups/cairn). Config\n"
+                               "and keys go first, then packs, then the snapshot files that need them, so a sync\n"
+                               "interrupted at any point leaves a copy whose every snapshot is whole. Files already\n"
+                               "at DEST with the same size are skipped. DEST must be empty or a copy of this\n"
+                               "repository. --delete then removes from DEST the snapshot files, then the packs,\n"
+                               "that the repository no longer has (after forget and prune). --dry-run lists what\n"
+                               "would be copied and deleted, and changes nothing.\n\n"
+                               "--verify copies nothing: it proves that DEST holds everything its snapshots need.\n"
+                               "A local copy is read itself (snapshot files, pack trailers, trees, contents); an\n"
+                               "rclone copy is listed, and every pack that the repository's index says its\n"
+                               "snapshots need must be there with the right size. What is missing is named.\n\n"
+                               "From a copy alone: \"cairn --repo COPY index rebuild\", then \"cairn --repo COPY\n"
+                               "check --read-data\", then mount or restore as usual (the passphrase is needed).\n\n"
+                               "Silent on success; -v lists each file copied or deleted and a summary. Holds the\n"
+                               "repository lock shared, like check: backups run beside it; prune waits for it,\n"
+                               "and a sync started during a prune exits with status 75 (or waits, with --wait).\n\n"
+                               "Exit status: 0 done (or verified); 1 failure, or --verify found something missing;\n"
+                               "2 usage error; 75 locked (a prune, or another sync to the same local DEST).\n");
+                        return EXIT_OK;
+                default: return usage_error("sync", "bad option");
+                }
+        }
+        if (optind + 1 != argc)
+                return usage_error("sync", optind >= argc ? "give the DEST to copy to (a directory or "
+                                                            "rclone:REMOTE:PATH)" : "one DEST at a time");
+        dest = argv[optind];
+        if (!*dest)
+                return usage_error("sync", "DEST is empty");
+        if (verify && (so.delete_gone || so.dry_run))
+                return usage_error("sync", "--verify copies and deletes nothing: give it alone (then sync "
+                                           "separately)");
+        if (open_repo(o, &r) < 0)
+                return EXIT_FAIL;
+        /* Shared: backups go on beside it; prune (exclusive) cannot delete
+         * packs under the copy. */
+        k = cairn_repo_lock(r, "repository", false, wait, NULL, &lock, &holder);
+        if (k == -EBUSY) {
+                log_error("The repository is being pruned (pid %d); try later or use --wait", (int) holder);
+                return EXIT_LOCKED;
+        }
+        if (k < 0)
+                return EXIT_FAIL;
+        if (verify) {
+                int status = sync_verify(o, r, dest);
+                cairn_lock_release(lock);
+                return status;
+        }
+        so.list = !o->json && (o->verbosity >= 1 || (so.dry_run && o->verbosity >= 0));
+        so.rclone_verbosity = o->verbosity;
+        k = bk_sync(r, dest, &so, &st);
+        cairn_lock_release(lock);
+        if (o->json) {
+                json_t *j = json_pack("{s:s, s:b, s:b, s:I, s:I, s:I, s:I, s:I}", "dest", dest, "ok", k >= 0,
+                                      "dry_run", so.dry_run, "copied", (json_int_t) st.copied,
+                                      "bytes", (json_int_t) st.bytes, "skipped", (json_int_t) st.skipped,
+                                      "deleted", (json_int_t) st.deleted, "deleted_bytes", (json_int_t) st.deleted_bytes);
+                json_dumpf(j, stdout, JSON_COMPACT);
+                printf("\n");
+                json_decref(j);
+        } else if (o->verbosity >= 1 || (so.dry_run && o->verbosity >= 0))
+                printf("sync %s: %s %" PRIu64 " file%s (%s), %" PRIu64 " already there, %s %" PRIu64 " (%s)%s\n", dest,
+                       so.dry_run ? "would copy" : "copied", st.copied, st.copied == 1 ? "" : "s",
+                       human(st.bytes, a, sizeof a), st.skipped, so.dry_run ? "would delete" : "deleted", st.deleted,
+                       human(st.deleted_bytes, bb, sizeof bb), k < 0 ? "; stopped by an error" : "");
+        return k == -EBUSY ? EXIT_LOCKED : k < 0 ? EXIT_FAIL : EXIT_OK;
 }
 
 /* ---- mount ---- */
@@ -1190,6 +1753,424 @@ static int cmd_mount(struct opts *o, int argc, char **argv) {
         return EXIT_FAIL;
 }
 
+/* ---- status, verify (status.h, drill.h) ---- */
+
+/* The -o options that hand cairnfs our passphrase source, as cmd_mount
+ * does: a file or command is passed on, $CAIRN_PASSWORD is inherited.
+ * *ret malloc'd ("" when there is nothing to pass). */
+static int cairnfs_pass_options(struct opts *o, char **ret) {
+        _cleanup_free_ char *v = NULL;
+
+        if (o->pass.kind == CAIRN_PASS_NONE && o->config)
+                o->pass = o->config->pass;
+        if (o->pass.kind == CAIRN_PASS_FILE || o->pass.kind == CAIRN_PASS_COMMAND) {
+                v = escape_option(o->pass.value);
+                if (!v || asprintf(ret, "%s=%s", o->pass.kind == CAIRN_PASS_FILE ? "password_file" : "password_command",
+                                   v) < 0)
+                        return -ENOMEM;
+                /* cairnfs must not find another source in its environment.
+                 * (glibc keeps the strings, so o->pass stays valid.) */
+                unsetenv("CAIRN_PASSWORD_FILE");
+                unsetenv("CAIRN_PASSWORD_COMMAND");
+                return 0;
+        }
+        if (o->pass.kind == CAIRN_PASS_ENV && !streq(o->pass.value, "CAIRN_PASSWORD")) {
+                const char *e = getenv(o->pass.value);
+                if (e)
+                        setenv("CAIRN_PASSWORD", e, 1);
+        }
+        *ret = strdup("");
+        return *ret ? 0 : -ENOMEM;
+}
+
+static char *absolute_path(const char *p) {
+        char cwd[PATH_MAX], *r = realpath(p, NULL);
+
+        if (r || p[0] == '/')
+                return r ? r : strdup(p);
+        if (!getcwd(cwd, sizeof cwd) || asprintf(&r, "%s/%s", cwd, p) < 0)
+                return strdup(p);
+        return r;
+}
+
+struct drill_args {
+        const char *exec, *runtime, *image, *user;
+};
+
+/* The drill of job @name: the command line's choices over the config's
+ * (@job, may be NULL).  The config's image goes with the config's
+ * runtime only.  *ret_script: malloc'd absolute path. */
+static int drill_spec(const struct bk_job *job, const char *name, const struct drill_args *a, struct bk_drill_spec *spec,
+                      char **ret_script) {
+        const char *runtime = a->runtime ? a->runtime : job && job->drill_runtime ? job->drill_runtime : "bwrap";
+        const char *config_runtime = job && job->drill_runtime ? job->drill_runtime : "bwrap";
+
+        *spec = (struct bk_drill_spec) { .job = name };
+        if (bk_drill_runtime_parse(runtime, &spec->runtime) < 0)
+                return -EINVAL;
+        spec->image = a->image ? a->image : job && streq(runtime, config_runtime) ? job->drill_image : NULL;
+        spec->user = a->user ? a->user : job ? job->drill_user : NULL;
+        *ret_script = absolute_path(a->exec ? a->exec : job && job->drill ? job->drill : "");
+        spec->script = *ret_script;
+        return *ret_script ? 0 : -ENOMEM;
+}
+
+/* Run one drill on spec->mountpoint (or record @mount_error, when the
+ * repository could not be mounted), record it, alert on a failure. */
+static int drill_one(struct opts *o, const struct bk_drill_spec *spec, const char *mount_error, json_t *list) {
+        struct bk_drill_result dr = { 0 };
+        struct bk_run run = { 0 };
+        int status;
+
+        bk_error_capture_reset();
+        if (mount_error) {
+                dr.start_ns = dr.end_ns = now_ns();
+                dr.message = strdup(mount_error);
+        } else
+                (void) bk_drill_run(spec, o->verbosity >= 1 && !o->json, &dr);
+        run.result = dr.passed ? BK_RESULT_OK : BK_RESULT_FAILED;
+        run.start_ns = dr.start_ns;
+        run.end_ns = dr.end_ns;
+        if (dr.snapshot)
+                snprintf(run.snapshot, sizeof run.snapshot, "%s", dr.snapshot);
+        run.message = dr.message;
+        if (o->repo)
+                (void) bk_state_record(o->repo, spec->job, BK_STATE_DRILL, &run);
+        if (!dr.passed)
+                send_alert(o, "drill", spec->job, "failed", dr.message);
+        if (list)
+                json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s?, s:f, s:s?}", "job", spec->job,
+                                                      "result", dr.passed ? "passed" : "failed",
+                                                      "runtime", bk_drill_runtime_name(spec->runtime),
+                                                      "snapshot", dr.snapshot,
+                                                      "duration_s", (double) (dr.end_ns - dr.start_ns) / 1e9,
+                                                      "message", dr.message));
+        else if (dr.passed && o->verbosity >= 1 && !o->json)
+                printf("%s: drill passed on snapshot %s (%.1f s)\n", spec->job, dr.snapshot ? dr.snapshot : "?",
+                       (double) (dr.end_ns - dr.start_ns) / 1e9);
+        status = dr.passed ? EXIT_OK : EXIT_FAIL;
+        bk_drill_result_release(&dr);
+        return status;
+}
+
+/* A cairnfs of our own for drills; on failure *ret_error says why (for the state and alert). */
+static int drill_mount(struct opts *o, struct bk_drill_mount **ret, char **ret_error) {
+        _cleanup_free_ char *cairnfs = find_cairnfs(), *passopt = NULL, *first = NULL;
+        int k;
+
+        *ret = NULL;
+        *ret_error = NULL;
+        bk_error_capture_reset();
+        k = cairnfs ? cairnfs_pass_options(o, &passopt) : -ENOMEM;
+        if (k >= 0)
+                k = bk_drill_mount_start(cairnfs, o->repo, passopt, ret);
+        if (k < 0) {
+                first = bk_error_capture_first();
+                if (asprintf(ret_error, "cannot mount the repository for the drill: %s",
+                             first ? first : strerror(-k)) < 0)
+                        *ret_error = NULL;
+        }
+        return k;
+}
+
+static int run_config_drills(struct opts *o, struct cairn_repo *r) {
+        _cleanup_free_ char *mount_error = NULL;
+        struct bk_drill_mount *m = NULL;
+        struct drill_args none = { 0 };
+        int status = EXIT_OK;
+        size_t n = 0;
+
+        for (size_t i = 0; i < o->config->n_jobs; i++)
+                n += o->config->jobs[i].drill != NULL;
+        if (n == 0) {
+                log_warning("--drills: no job of %s has \"drill = SCRIPT\"", o->config_path);
+                return EXIT_OK;
+        }
+        if (drill_mount(o, &m, &mount_error) < 0 && !mount_error)
+                mount_error = strdup("cannot mount the repository for the drill");
+        for (size_t i = 0; i < o->config->n_jobs; i++) {
+                const struct bk_job *job = &o->config->jobs[i];
+                _cleanup_free_ char *script = NULL;
+                struct bk_drill_spec spec;
+
+                if (!job->drill)
+                        continue;
+                if (drill_spec(job, job->name, &none, &spec, &script) < 0) {
+                        status = EXIT_FAIL;
+                        continue;
+                }
+                spec.mountpoint = m ? bk_drill_mount_path(m) : "";
+                status = combine(status, drill_one(o, &spec, m ? NULL : mount_error ? mount_error : "", NULL));
+        }
+        (void) bk_drill_mount_stop(m);
+        return status;
+}
+
+static int cmd_verify(struct opts *o, int argc, char **argv) {
+        static const struct option longopts[] = {
+                { "exec", required_argument, NULL, 'e' },
+                { "runtime", required_argument, NULL, 'R' },
+                { "image", required_argument, NULL, 'i' },
+                { "user", required_argument, NULL, 'u' },
+                { "mount", required_argument, NULL, 'm' },
+                { "print", no_argument, NULL, 'p' },
+                { "dry-run", no_argument, NULL, 'p' },
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        static const char help[] =
+                "Usage: cairn verify JOB [--exec SCRIPT] [--runtime bwrap|docker|podman] [--image IMAGE]\n"
+                "                    [--user USER] [--mount DIR] [--print] [-v] [--json]\n"
+                "\n"
+                "A restore drill: mount the repository (cairnfs -o allow_other on a temporary\n"
+                "directory, unmounted afterwards; or use the mount at --mount DIR), bind JOB's latest\n"
+                "complete snapshot read-only into a sandbox or container and run SCRIPT there with\n"
+                "/bin/sh. Exit status 0 of the script is a pass. The result is recorded in\n"
+                "REPO/state/ (\"cairn status\", the metrics); a failure is a webhook alert.\n"
+                "Without --exec, the job's \"drill = SCRIPT\" of the config is run, with its\n"
+                "drill-runtime, drill-image and drill-user (options given here win).\n"
+                "\n"
+                "Where the snapshot is: $BACKUP names it in every runtime.\n"
+                "  docker, podman  /backup; the script is /drill.sh.  docker needs an image; podman\n"
+                "                  without one runs on the host's root (--rootfs /:O, an overlay)\n"
+                "  bwrap (default) /tmp/backup (bwrap cannot create /backup on the read-only root);\n"
+                "                  the host's root read-only, a private /tmp, no network\n"
+                "\n"
+                "  -e, --exec SCRIPT      the drill script (on the host)\n"
+                "      --runtime NAME     bwrap, docker or podman\n"
+                "      --image IMAGE      docker/podman image, e.g. postgres:15\n"
+                "      --user USER        run the script as USER (name or uid; default root)\n"
+                "      --mount DIR        use the cairnfs mount at DIR (it needs allow_other for\n"
+                "                         containers)\n"
+                "      --print, --dry-run print the command line and run nothing (without --mount,\n"
+                "                         the mountpoint shows as MOUNTPOINT)\n"
+                "\n"
+                "The script's output is shown with -v, and its last lines on a failure.\n"
+                "Exit status: 0 passed; 1 failed (or could not run); 2 usage error.\n";
+        _cleanup_free_ char *script = NULL, *mount_dir = NULL, *mount_error = NULL;
+        _cleanup_(cairn_repo_freep) struct cairn_repo *r = NULL;
+        struct drill_args a = { 0 };
+        struct bk_drill_mount *m = NULL;
+        struct bk_drill_spec spec;
+        enum bk_drill_runtime rt;
+        const struct bk_job *job = NULL;
+        const char *name, *mount_arg = NULL;
+        json_t *list = NULL;
+        bool print = false;
+        int c, status;
+
+        while ((c = getopt_long(argc, argv, "e:h", longopts, NULL)) >= 0) {
+                switch (c) {
+                case 'e': a.exec = optarg; break;
+                case 'R': a.runtime = optarg; break;
+                case 'i': a.image = optarg; break;
+                case 'u': a.user = optarg; break;
+                case 'm': mount_arg = optarg; break;
+                case 'p': print = true; break;
+                case 'h': fputs(help, stdout); return EXIT_OK;
+                default: return usage_error("verify", "bad option");
+                }
+        }
+        if (optind + 1 != argc)
+                return usage_error("verify", optind >= argc ? "which job?" : "one job at a time");
+        name = argv[optind];
+        if (!cairn_name_valid(name, strlen(name)) || strlen(name) > 64)
+                return usage_error("verify", "bad job name \"%s\"", name);
+        if (a.runtime && bk_drill_runtime_parse(a.runtime, &rt) < 0)
+                return usage_error("verify", "--runtime: expected bwrap, docker or podman, got \"%s\"", a.runtime);
+        if (a.image && (!*a.image || a.image[0] == '-'))
+                return usage_error("verify", "--image: \"%s\" is not an image name", a.image);
+        if (a.user && (!*a.user || a.user[0] == '-'))
+                return usage_error("verify", "--user: \"%s\" is not a user", a.user);
+        /* The config says where the repository is, and the job's drill;
+         * --exec with --print or --repo needs none. */
+        if (load_config(o, !(a.exec && (print || o->repo))) < 0)
+                return EXIT_FAIL;
+        job = o->config ? bk_config_job(o->config, name) : NULL;
+        if (!a.exec && !job) {
+                log_error("No job \"%s\" in %s", name, o->config_path);
+                return EXIT_FAIL;
+        }
+        if (!a.exec && !job->drill)
+                return usage_error("verify", "job \"%s\" has no drill: give --exec SCRIPT, or add \"drill = SCRIPT\" "
+                                   "to [job %s] in %s", name, name, o->config_path);
+        if (drill_spec(job, name, &a, &spec, &script) < 0)
+                return EXIT_FAIL;
+        if (spec.runtime == BK_DRILL_DOCKER && !spec.image)
+                return usage_error("verify", "docker needs an image: --image IMAGE (or drill-image in the config)");
+        if (mount_arg && !(mount_dir = absolute_path(mount_arg)))
+                return EXIT_FAIL;
+
+        if (print) {
+                _cleanup_free_ char *line = NULL;
+                char **args = NULL;
+
+                spec.mountpoint = mount_dir ? mount_dir : "MOUNTPOINT";
+                if (bk_drill_argv(&spec, true, &args) < 0)
+                        return EXIT_FAIL;
+                line = bk_drill_argv_format(args);
+                bk_strv_free(args);
+                if (!line)
+                        return EXIT_FAIL;
+                printf("%s\n", line);
+                return EXIT_OK;
+        }
+
+        if (!o->repo && o->config)
+                o->repo = o->config->repo_path;
+        if (!o->repo) {
+                log_error("No repository: give --repo PATH, set $CAIRN_REPO, or a [repository] path in the config");
+                return EXIT_FAIL;
+        }
+        if (o->json)
+                list = json_array();
+        if (mount_dir)
+                spec.mountpoint = mount_dir;
+        else if (drill_mount(o, &m, &mount_error) >= 0)
+                spec.mountpoint = bk_drill_mount_path(m);
+        else if (!mount_error)
+                mount_error = strdup("cannot mount the repository for the drill");
+        status = drill_one(o, &spec, mount_dir || m ? NULL : mount_error ? mount_error : "", list);
+        (void) bk_drill_mount_stop(m);
+
+        /* The metrics count snapshots: that needs the index. */
+        if (o->config && o->config->textfile && open_repo(o, &r) >= 0)
+                after_run(o, r, false, NULL);
+        if (list) {
+                json_dumpf(json_array_get(list, 0), stdout, JSON_COMPACT);
+                printf("\n");
+                json_decref(list);
+        }
+        return status;
+}
+
+static void send_summary(struct opts *o, const struct bk_status *st) {
+        _cleanup_free_ char *msg = NULL, *details = bk_status_text(st);
+        size_t counts[BK_HEALTH_FAILED + 1] = { 0 }, len = 0;
+        const struct bk_history *ch = &st->check.h[BK_STATE_CHECK];
+        json_t *extra, *all = bk_status_to_json(st);
+        struct bk_alert a = { .event = "summary", .status = bk_health_name(st->health), .time_ns = st->now_ns };
+        char when[32];
+        bool first = true;
+        FILE *f;
+
+        f = open_memstream(&msg, &len);
+        if (!f) {
+                json_decref(all);
+                return;
+        }
+        for (size_t i = 0; i < st->n_jobs; i++)
+                counts[st->jobs[i].health]++;
+        fprintf(f, "%zu job%s:", st->n_jobs, st->n_jobs == 1 ? "" : "s");
+        for (int h = BK_HEALTH_OK; h <= BK_HEALTH_FAILED; h++) {
+                if (!counts[h])
+                        continue;
+                fprintf(f, "%s %zu %s", first ? "" : ",", counts[h], bk_health_name(h));
+                first = false;
+                if (h == BK_HEALTH_OK)
+                        continue;
+                fprintf(f, " (");
+                for (size_t i = 0, n = 0; i < st->n_jobs; i++)
+                        if ((int) st->jobs[i].health == h)
+                                fprintf(f, "%s%s", n++ ? ", " : "", st->jobs[i].job->name);
+                fprintf(f, ")");
+        }
+        if (ch->last.result == BK_RESULT_NONE)
+                fprintf(f, "; check never ran");
+        else
+                fprintf(f, "; check %s %s", ch->last.result == BK_RESULT_OK ? "passed" : "failed",
+                        cairn_time_format(ch->last.end_ns, when, sizeof when));
+        if (fclose(f) != 0) {
+                json_decref(all);
+                return;
+        }
+        extra = json_pack("{s:O?, s:s?}", "jobs", all ? json_object_get(all, "jobs") : NULL, "details", details);
+        a.message = msg;
+        a.extra = extra;
+        if (o->config->webhook)
+                (void) bk_alert_send(o->config->webhook, &a);
+        json_decref(extra);
+        json_decref(all);
+}
+
+static int cmd_status(struct opts *o, int argc, char **argv) {
+        static const struct option longopts[] = {
+                { "textfile", required_argument, NULL, 't' },
+                { "notify", no_argument, NULL, 'n' },
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        static const char help[] =
+                "Usage: cairn status [--json] [--textfile FILE] [--notify] [-q]\n"
+                "\n"
+                "Per job of the config: its last success and failure, its age against max-age\n"
+                "(fresh or stale; a job without max-age is fresh once it ever succeeded), the size,\n"
+                "added data and duration of its last backup, its snapshot count and its last\n"
+                "restore drill; and the last check. From REPO/state/ and the index.\n"
+                "\n"
+                "  --textfile FILE  write Prometheus metrics for node_exporter's textfile collector\n"
+                "                   to FILE atomically (default: the config's [status] textfile)\n"
+                "  --notify         send the daily summary to the config's [status] webhook\n"
+                "  -q               print nothing: only the exit status\n"
+                "\n"
+                "Without --notify, a job found stale is one webhook alert, once until it succeeds\n"
+                "again (the summary of --notify says it instead).\n"
+                "\n"
+                "Metrics (label job=\"NAME\"): cairn_job_configured, cairn_job_last_success_timestamp_seconds,\n"
+                "cairn_job_last_failure_timestamp_seconds, cairn_job_last_status (0 ok, 1 partial,\n"
+                "2 failed, 3 never ran), cairn_job_duration_seconds, cairn_job_added_bytes,\n"
+                "cairn_job_size_bytes, cairn_job_snapshots, cairn_job_max_age_seconds, cairn_job_stale,\n"
+                "cairn_drill_last_success_timestamp_seconds, cairn_drill_last_status (0 passed,\n"
+                "2 failed, 3 never ran); without a label: cairn_check_last_success_timestamp_seconds,\n"
+                "cairn_check_last_status.\n"
+                "\n"
+                "Exit status: 0 every job fresh and healthy; 1 the last backup or drill of a job\n"
+                "failed, or the last check did, or the status could not be read (or the textfile\n"
+                "written); 3 only partial snapshots; 4 a job is stale (none failed); 2 usage error.\n";
+        _cleanup_(cairn_repo_freep) struct cairn_repo *r = NULL;
+        _cleanup_(bk_status_freep) struct bk_status *st = NULL;
+        const char *textfile = NULL;
+        bool notify = false, textfile_failed = false;
+        int c, status;
+
+        while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
+                switch (c) {
+                case 't': textfile = optarg; break;
+                case 'n': notify = true; break;
+                case 'h': fputs(help, stdout); return EXIT_OK;
+                default: return usage_error("status", "bad option");
+                }
+        }
+        if (optind < argc)
+                return usage_error("status", "unexpected argument \"%s\"", argv[optind]);
+        if (load_config(o, true) < 0)
+                return EXIT_FAIL;
+        if (notify && !o->config->webhook)
+                return usage_error("status", "--notify needs \"webhook = URL\" in the [status] section of %s",
+                                   o->config_path);
+        if (open_repo(o, &r) < 0)
+                return EXIT_FAIL;
+        if (bk_status_collect(o->config, o->repo, r, &st) < 0)
+                return EXIT_FAIL;
+        if (o->json) {
+                json_t *j = bk_status_to_json(st);
+                json_dumpf(j, stdout, JSON_COMPACT);
+                printf("\n");
+                json_decref(j);
+        } else if (o->verbosity >= 0)
+                (void) bk_status_print(st, stdout);
+        fflush(stdout);
+        if (!textfile)
+                textfile = o->config->textfile;
+        if (textfile && bk_status_write_textfile(st, textfile) < 0)
+                textfile_failed = true;
+        if (notify)
+                send_summary(o, st);
+        alert_stale(o, st, NULL, notify);
+        status = bk_status_exit_code(st);
+        return textfile_failed ? EXIT_FAIL : status;
+}
+
 int main(int argc, char **argv) {
         static const struct {
                 const char *name;
@@ -1199,6 +2180,9 @@ int main(int argc, char **argv) {
                 { "run", cmd_run },           { "snapshots", cmd_snapshots }, { "ls", cmd_ls },
                 { "restore", cmd_restore },   { "forget", cmd_forget },   { "prune", cmd_prune },
                 { "index", cmd_index },       { "check", cmd_check },     { "mount", cmd_mount },
+                { "status", cmd_status },     { "verify", cmd_verify },
+                { "sync", cmd_sync },
+                { "import", cmd_import },     { "export", cmd_export },
         };
         enum { OPT_PWFILE = 256, OPT_PWCMD, OPT_JSON, OPT_VERSION };
         static const struct option longopts[] = {

@@ -43,6 +43,7 @@ enum section_kind {
         SEC_NONE,        /* before the first header */
         SEC_REPOSITORY,
         SEC_JOB,
+        SEC_STATUS,
         SEC_BAD,         /* a header we rejected: its keys are skipped, not reported */
 };
 
@@ -66,6 +67,12 @@ enum key_id {
         KEY_KEEP_MONTHLY,
         KEY_KEEP_YEARLY,
         KEY_MAX_AGE,
+        KEY_DRILL,
+        KEY_DRILL_RUNTIME,
+        KEY_DRILL_IMAGE,
+        KEY_DRILL_USER,
+        KEY_TEXTFILE,
+        KEY_WEBHOOK,
         _KEY_MAX,
 };
 
@@ -93,6 +100,12 @@ static const struct key_def {
         [KEY_KEEP_MONTHLY]     = { "keep-monthly",     SEC_JOB,        false },
         [KEY_KEEP_YEARLY]      = { "keep-yearly",      SEC_JOB,        false },
         [KEY_MAX_AGE]          = { "max-age",          SEC_JOB,        false },
+        [KEY_DRILL]            = { "drill",            SEC_JOB,        false },
+        [KEY_DRILL_RUNTIME]    = { "drill-runtime",    SEC_JOB,        false },
+        [KEY_DRILL_IMAGE]      = { "drill-image",      SEC_JOB,        false },
+        [KEY_DRILL_USER]       = { "drill-user",       SEC_JOB,        false },
+        [KEY_TEXTFILE]         = { "textfile",         SEC_STATUS,     false },
+        [KEY_WEBHOOK]          = { "webhook",          SEC_STATUS,     false },
 };
 
 struct parser {
@@ -113,6 +126,7 @@ struct parser {
         bool header_refused;         /* a refused header may have been meant as [repository] */
         size_t job;                  /* index into config->jobs when section == SEC_JOB */
         unsigned repo_line;          /* of [repository], 0: not seen */
+        unsigned status_line;        /* of [status], 0: not seen */
         unsigned seen[_KEY_MAX];     /* line of each key in the current section, 0: not given */
 };
 
@@ -438,6 +452,73 @@ static int handle_repository_key(struct parser *p, enum key_id key, const char *
         }
 }
 
+/* A word handed to docker or podman as one argument: printable ASCII, no
+ * blanks, and no leading '-', which would turn it into an option. */
+static bool word_valid(const char *s, const char *extra_allowed) {
+        if (!*s || *s == '-')
+                return false;
+        for (; *s; s++)
+                if (!(isalnum((unsigned char) *s) || strchr(extra_allowed, *s)))
+                        return false;
+        return true;
+}
+
+static int handle_status_key(struct parser *p, enum key_id key, const char *value) {
+        struct bk_config *c = p->config;
+        const char *why = NULL;
+        int k;
+
+        switch (key) {
+        case KEY_TEXTFILE: {
+                _cleanup_free_ char *norm = NULL;
+                size_t len;
+
+                k = normalize_path(value, true, &norm, &why);
+                if (k == -ENOMEM)
+                        return k;
+                if (k < 0) {
+                        key_error(p, key, "\"%s\" %s", value, why);
+                        return 0;
+                }
+                /* node_exporter's textfile collector reads *.prom and nothing else. */
+                len = strlen(norm);
+                if (len < 6 || !streq(norm + len - 5, ".prom")) {
+                        key_error(p, key, "\"%s\" must end in \".prom\": node_exporter's textfile collector "
+                                  "reads only *.prom files", value);
+                        return 0;
+                }
+                free(c->textfile);
+                c->textfile = TAKE_PTR(norm);
+                return 0;
+        }
+        case KEY_WEBHOOK: {
+                const char *host;
+
+                if (strncmp(value, "https://", 8) == 0)
+                        host = value + 8;
+                else if (strncmp(value, "http://", 7) == 0)
+                        host = value + 7;
+                else {
+                        key_error(p, key, "\"%s\" is not an http:// or https:// URL", value);
+                        return 0;
+                }
+                if (!*host || *host == '/') {
+                        key_error(p, key, "\"%s\" has no host name", value);
+                        return 0;
+                }
+                for (const char *t = value; *t; t++)
+                        if ((unsigned char) *t <= ' ' || (unsigned char) *t >= 0x7f) {
+                                key_error(p, key, "\"%s\" contains a blank or control character "
+                                          "(percent-encode it)", value);
+                                return 0;
+                        }
+                return set_string(&c->webhook, value);
+        }
+        default:
+                return 0;
+        }
+}
+
 static int handle_job_key(struct parser *p, enum key_id key, const char *value) {
         struct bk_job *j = parser_job(p);
         const char *why = NULL;
@@ -517,6 +598,40 @@ static int handle_job_key(struct parser *p, enum key_id key, const char *value) 
                         key_error(p, key, "\"%s\" is not a duration (a number with an optional unit "
                                   "s, m, h, d or w, e.g. 26h)", value);
                 return 0;
+        case KEY_DRILL: {
+                _cleanup_free_ char *norm = NULL;
+
+                k = normalize_path(value, true, &norm, &why);
+                if (k == -ENOMEM)
+                        return k;
+                if (k < 0) {
+                        key_error(p, key, "\"%s\" %s", value, why);
+                        return 0;
+                }
+                free(j->drill);
+                j->drill = TAKE_PTR(norm);
+                return 0;
+        }
+        case KEY_DRILL_RUNTIME:
+                if (!streq(value, "bwrap") && !streq(value, "docker") && !streq(value, "podman")) {
+                        key_error(p, key, "\"%s\" is not bwrap, docker or podman", value);
+                        return 0;
+                }
+                return set_string(&j->drill_runtime, value);
+        case KEY_DRILL_IMAGE:
+                if (!word_valid(value, "._-/:@+")) {
+                        key_error(p, key, "\"%s\" is not an image name (letters, digits and . _ - / : @ +, "
+                                  "not starting with '-')", value);
+                        return 0;
+                }
+                return set_string(&j->drill_image, value);
+        case KEY_DRILL_USER:
+                if (!word_valid(value, "._-")) {
+                        key_error(p, key, "\"%s\" is not a user name or uid (letters, digits and . _ -, "
+                                  "not starting with '-')", value);
+                        return 0;
+                }
+                return set_string(&j->drill_user, value);
         default:
                 return 0;
         }
@@ -565,8 +680,9 @@ static int handler(void *userdata, const char *section, const char *name, const 
 
                 known_keys(p->section, known, sizeof known);
                 error_at(p, p->line, "key \"%s\": unknown key in [%s%s] (known: %s)", name,
-                         p->section == SEC_REPOSITORY ? "" : "job ",
-                         p->section == SEC_REPOSITORY ? "repository" : parser_job(p)->name, known);
+                         p->section == SEC_JOB ? "job " : "",
+                         p->section == SEC_REPOSITORY ? "repository" : p->section == SEC_STATUS ? "status" :
+                         parser_job(p)->name, known);
                 return 1;
         }
 
@@ -581,7 +697,8 @@ static int handler(void *userdata, const char *section, const char *name, const 
                 return 1;
         }
 
-        k = p->section == SEC_REPOSITORY ? handle_repository_key(p, key, value) : handle_job_key(p, key, value);
+        k = p->section == SEC_REPOSITORY ? handle_repository_key(p, key, value) :
+            p->section == SEC_STATUS ? handle_status_key(p, key, value) : handle_job_key(p, key, value);
         if (k < 0)
                 p->fatal = k;
         return 1;
@@ -608,6 +725,13 @@ static void section_close(struct parser *p) {
                 if (p->seen[KEY_DIRECTORY] && !p->seen[KEY_TAR_COMMAND])
                         key_error_at(p, p->seen[KEY_DIRECTORY], KEY_DIRECTORY,
                                      "only goes with \"tar-command\", which this job does not have");
+                for (enum key_id k = KEY_DRILL_RUNTIME; k <= KEY_DRILL_USER; k++)
+                        if (p->seen[k] && !p->seen[KEY_DRILL])
+                                key_error_at(p, p->seen[k], k, "only goes with \"drill = SCRIPT\", which this job "
+                                             "does not have");
+                if (j->drill_runtime && streq(j->drill_runtime, "docker") && !p->seen[KEY_DRILL_IMAGE])
+                        key_error_at(p, p->seen[KEY_DRILL_RUNTIME], KEY_DRILL_RUNTIME,
+                                     "docker needs \"drill-image = IMAGE\" (e.g. postgres:15)");
         } else if (p->section == SEC_REPOSITORY && !p->section_damaged) {
                 if (!p->seen[KEY_REPO_PATH])
                         error_at(p, p->section_line, "[repository] has no path (e.g. \"path = /backups/repo\")");
@@ -690,6 +814,15 @@ static int section_open(struct parser *p, const char *s) {
                 p->section = SEC_REPOSITORY;
                 return 0;
         }
+        if (streq(name, "status")) {
+                if (p->status_line) {
+                        error_at(p, p->line, "second [status] section (the first is on line %u)", p->status_line);
+                        return 0;
+                }
+                p->status_line = p->line;
+                p->section = SEC_STATUS;
+                return 0;
+        }
         if (strncmp(name, "job", 3) == 0 && (name[3] == ' ' || name[3] == '\t' || name[3] == 0)) {
                 const char *job = name + 3 + strspn(name + 3, " \t");
 
@@ -704,7 +837,7 @@ static int section_open(struct parser *p, const char *s) {
                 }
                 return job_open(p, job);
         }
-        error_at(p, p->line, "unknown section [%s] (expected [repository] or [job NAME])", name);
+        error_at(p, p->line, "unknown section [%s] (expected [repository], [status] or [job NAME])", name);
         return 0;
 }
 
@@ -851,7 +984,13 @@ struct bk_config *bk_config_free(struct bk_config *c) {
                 free(j->filename);
                 free(j->tar_command);
                 free(j->directory);
+                free(j->drill);
+                free(j->drill_runtime);
+                free(j->drill_image);
+                free(j->drill_user);
         }
+        free(c->textfile);
+        free(c->webhook);
         free(c->jobs);
         free((char *) c->pass.value);
         free(c->repo_path);

@@ -16,6 +16,14 @@
  *   filename = pgdump.sql
  *   keep-last = 1
  *   max-age = 26h
+ *   drill = /etc/cairn/drills/pgdb.sh           (cairn verify, cairn run --drills)
+ *   drill-runtime = podman                      (bwrap, docker or podman; default bwrap)
+ *   drill-image = postgres:15                   (docker: required; podman: default the host's /)
+ *   drill-user = postgres                       (default root)
+ *
+ *   [status]
+ *   textfile = /var/lib/node_exporter/textfile/cairn.prom
+ *   webhook = https://hooks.example.com/cairn   (JSON POST on failure, partial, stale, drill failure)
  *
  * Every error names the file, the line and the key.
  *
@@ -32,7 +40,7 @@
  *     settings together.
  *   - A line may hold at most 198 characters (inih's 200-byte buffer); a
  *     longer one is refused, never split.
- *   - Section names are exact: [repository], [job NAME] (NAME: 1-64 of
+ *   - Section names are exact: [repository], [status], [job NAME] (NAME: 1-64 of
  *     A-Z a-z 0-9 . _ -, not starting with '.').  Keys are lower case.
  *   - Paths are normalized ("//" and a trailing '/' dropped); "." and
  *     ".." components are refused.  A key that takes one value may appear
@@ -64,6 +72,10 @@ struct bk_job {
         struct bk_retention keep;
         bool has_keep;                 /* any keep-* given: otherwise keep everything */
         uint64_t max_age_s;            /* 0: no freshness check */
+        char *drill;                   /* restore drill script (absolute path), NULL: none */
+        char *drill_runtime;           /* "bwrap", "docker" or "podman"; NULL: bwrap */
+        char *drill_image;             /* docker/podman image; NULL: podman runs on the host's root */
+        char *drill_user;              /* user (name or uid) the drill runs as; NULL: root */
 };
 
 struct bk_config {
@@ -74,6 +86,8 @@ struct bk_config {
         int encryption;                /* -1 unset, 0 no, 1 yes */
         struct bk_job *jobs;
         size_t n_jobs;
+        char *textfile;                /* [status] textfile: Prometheus metrics file, NULL: none */
+        char *webhook;                 /* [status] webhook: http(s) URL for alerts, NULL: none */
 };
 
 /* Parse @path.  Errors are logged as "FILE:LINE: …" and returned:

@@ -2,7 +2,8 @@
 /*
  * The tar-command source: the archive a command writes on its stdout,
  * read with libarchive and stored as a browsable tree below a directory
- * of the snapshot.
+ * of the snapshot.  `cairn import` (import.c) stores archive files the
+ * same way (bk_backup_archive), in any of the formats listed there.
  *
  * The stream is untrusted (it often comes out of a container), so every
  * entry path is normalized and kept below its directory: ".." components,
@@ -58,12 +59,27 @@ struct tar_name {
         size_t inode;                   /* TAR_NO_INODE once something else took the name */
 };
 
+/* An archive file: libarchive's own fd reader cannot seek, and the zip
+ * and 7-Zip readers need to (their directory is at the end of the file). */
+struct tar_file {
+        int fd;
+        bool seekable;
+        int spool;                      /* the temporary copy of a pipe, or -1 */
+        size_t pending;                 /* bytes at the start of buf read ahead, not yet handed out */
+        uint8_t buf[TAR_READ_BLOCK];
+};
+
 struct tar_source {
         struct bk_backup *b;
-        const char *command;
+        const char *command;            /* NULL for an archive file */
+        char *what;                     /* for messages: the tar stream of "CMD", archive "PATH" */
+        int fd;                         /* the stream */
         char *dir;                      /* normalized, "" for the root */
         struct bk_child child;
+        char *entry;                    /* path of the last header read, for damage messages */
+        bool in_data;                   /* reading that entry's data */
         struct archive *a;
+        struct tar_file *file;          /* the reader callbacks' state for an archive file; outlives @a */
         struct tar_name *slots;         /* open addressing on path */
         size_t n_slots, n_names;
         struct tar_inode *inodes;
@@ -90,6 +106,9 @@ static void tar_xattrs_release(struct tar_xattrs *x) {
 static void tar_source_release(struct tar_source *t) {
         if (t->a)
                 archive_read_free(t->a);
+        if (t->file && t->file->spool >= 0)
+                close(t->file->spool);
+        free(t->file);
         for (size_t i = 0; i < t->n_slots; i++)
                 free(t->slots[i].path);
         free(t->slots);
@@ -98,6 +117,8 @@ static void tar_source_release(struct tar_source *t) {
         free(t->inodes);
         free(t->damage);
         free(t->dir);
+        free(t->what);
+        free(t->entry);
         bk_child_release(&t->child);
 }
 
@@ -120,13 +141,23 @@ static void tar_warn(struct tar_source *t, const char *path, const char *fmt, ..
         bk_backup_warn(t->b, path, "%s", reason);
 }
 
-/* The stream is unusable: keep libarchive's reason for the job's error. */
+/* The stream is unusable: keep libarchive's reason, and where in the
+ * archive it was found, for the job's error. */
 static int tar_damaged(struct tar_source *t, const char *why) {
         if (!t->damage) {
                 const char *s = why ? why : archive_error_string(t->a);
-                t->damage = strdup(s ? s : "unreadable archive");
-                if (!t->damage)
+                int n;
+
+                if (!s)
+                        s = "it is damaged or cut short";       /* libarchive does not always say */
+                if (t->entry)
+                        n = asprintf(&t->damage, "%s (%s entry \"%s\")", s, t->in_data ? "in" : "after", t->entry);
+                else
+                        n = asprintf(&t->damage, "%s", s);
+                if (n < 0) {
+                        t->damage = NULL;
                         return -ENOMEM;
+                }
         }
         return -EBADMSG;
 }
@@ -765,8 +796,8 @@ static int tar_entry(struct tar_source *t, struct archive_entry *ae, const char 
         k = hl ? tar_hardlink(t, ae, raw, path, hl) : tar_node(t, ae, raw, path);
         if (k < 0 && k != -EBADMSG && !t->logged) {
                 t->logged = true;
-                return log_error_errno(k, "job \"%s\": cannot store \"%s\" of the tar stream of \"%s\": %m",
-                                       t->b->opts->job, raw, t->command);
+                return log_error_errno(k, "job \"%s\": cannot store \"%s\" of %s: %m", t->b->opts->job, raw,
+                                       t->what);
         }
         return k;
 }
@@ -802,22 +833,162 @@ static int tar_finish_links(struct tar_source *t) {
         return 0;
 }
 
+static la_ssize_t tar_file_read(struct archive *a, void *userdata, const void **ret) {
+        struct tar_file *f = userdata;
+
+        if (f->pending > 0) {
+                *ret = f->buf;
+                size_t n = f->pending;
+
+                f->pending = 0;
+                return (la_ssize_t) n;
+        }
+        for (;;) {
+                ssize_t n = read(f->fd, f->buf, TAR_READ_BLOCK);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        archive_set_error(a, errno, "read error: %s", strerror(errno));
+                        return -1;
+                }
+                *ret = f->buf;
+                return n;
+        }
+}
+
+/* Skips stop at the end of the file, so that a cut archive is found
+ * cut where it is, not one read later. */
+static la_int64_t tar_file_skip(struct archive *a, void *userdata, la_int64_t request) {
+        struct tar_file *f = userdata;
+        struct stat st;
+        off_t cur;
+
+        if (!f->seekable || request <= 0 || fstat(f->fd, &st) < 0 || (cur = lseek(f->fd, 0, SEEK_CUR)) < 0)
+                return 0;       /* libarchive reads instead */
+        request = MIN(request, (la_int64_t) MAX(st.st_size - cur, 0));
+        if (lseek(f->fd, (off_t) request, SEEK_CUR) < 0)
+                return 0;
+        return request;
+}
+
+static la_int64_t tar_file_seek(struct archive *a, void *userdata, la_int64_t offset, int whence) {
+        struct tar_file *f = userdata;
+        off_t o = lseek(f->fd, (off_t) offset, whence);
+
+        if (o < 0) {
+                archive_set_error(a, errno, "seek error: %s", strerror(errno));
+                return ARCHIVE_FATAL;
+        }
+        return o;
+}
+
+/* A zip or 7-Zip archive keeps modes, symlinks and sizes in the
+ * directory at its end, which a reader of a pipe never sees: one on a pipe
+ * is copied to an unlinked temporary file ($TMPDIR, else /var/tmp) and read
+ * from there.  Anything else is streamed, its first block handed to
+ * libarchive from the read-ahead. */
+static int tar_file_spool(struct tar_source *t, struct tar_file *f) {
+        static const uint8_t zip[4] = { 'P', 'K', 3, 4 }, sevenzip[6] = { '7', 'z', 0xbc, 0xaf, 0x27, 0x1c };
+        const char *dir = getenv("TMPDIR");
+        ssize_t n = read_full(f->fd, f->buf, sizeof f->buf);
+        int k;
+
+        if (n < 0) {
+                t->logged = true;
+                return log_error_errno((int) n, "job \"%s\": reading %s: %m", t->b->opts->job, t->what);
+        }
+        f->pending = (size_t) n;
+        if (!(n >= 4 && memcmp(f->buf, zip, 4) == 0) && !(n >= 6 && memcmp(f->buf, sevenzip, 6) == 0))
+                return 0;
+
+        if (!dir || !*dir)
+                dir = "/var/tmp";
+        f->spool = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (f->spool < 0) {
+                t->logged = true;
+                return log_error_errno(-errno, "job \"%s\": %s is a zip or 7-Zip archive on a pipe, which must be "
+                                       "copied to a temporary file first, but none can be made in %s: %m",
+                                       t->b->opts->job, t->what, dir);
+        }
+        log_info("job \"%s\": copying %s (zip or 7-Zip, on a pipe) to a temporary file in %s", t->b->opts->job,
+                 t->what, dir);
+        for (;;) {
+                k = write_full(f->spool, f->buf, (size_t) n);
+                if (k < 0) {
+                        t->logged = true;
+                        return log_error_errno(k, "job \"%s\": copying %s to a temporary file in %s: %m",
+                                               t->b->opts->job, t->what, dir);
+                }
+                n = read_full(f->fd, f->buf, sizeof f->buf);
+                if (n < 0) {
+                        t->logged = true;
+                        return log_error_errno((int) n, "job \"%s\": reading %s: %m", t->b->opts->job, t->what);
+                }
+                if (n == 0)
+                        break;
+        }
+        if (lseek(f->spool, 0, SEEK_SET) < 0)
+                return -errno;
+        f->fd = f->spool;
+        f->pending = 0;
+        f->seekable = true;
+        return 0;
+}
+
 static int tar_read(struct tar_source *t) {
         struct archive_entry *ae;
+        struct stat st;
         int r, k;
 
         t->a = archive_read_new();
         if (!t->a)
                 return -ENOMEM;
         (void) archive_read_support_filter_all(t->a);
-        /* Only tar (ustar, pax, GNU, v7): format_all would also accept
-         * formats whose parsers are no use here and only widen what a
-         * hostile stream can reach; "empty" names the empty stream. */
+        /* A stream: only tar (ustar, pax, GNU, v7): format_all would also
+         * accept formats whose parsers are no use here and only widen what
+         * a hostile stream can reach; "empty" names the empty stream.  An
+         * archive the operator names may be in any common format, but not
+         * mtree, whose entries name files on this host to read. */
         (void) archive_read_support_format_tar(t->a);
         (void) archive_read_support_format_empty(t->a);
-        if (archive_read_open_fd(t->a, t->child.out, TAR_READ_BLOCK) != ARCHIVE_OK)
+        if (!t->command) {
+                (void) archive_read_support_format_zip(t->a);
+                (void) archive_read_support_format_7zip(t->a);
+                (void) archive_read_support_format_cpio(t->a);
+                (void) archive_read_support_format_iso9660(t->a);
+                (void) archive_read_support_format_rar(t->a);
+                (void) archive_read_support_format_rar5(t->a);
+                (void) archive_read_support_format_xar(t->a);
+                (void) archive_read_support_format_lha(t->a);
+                (void) archive_read_support_format_cab(t->a);
+        }
+        if (t->command)
+                r = archive_read_open_fd(t->a, t->fd, TAR_READ_BLOCK);
+        else {
+                t->file = malloc(sizeof *t->file);
+                if (!t->file)
+                        return -ENOMEM;
+                t->file->fd = t->fd;
+                t->file->spool = -1;
+                t->file->pending = 0;
+                t->file->seekable = fstat(t->fd, &st) == 0 && S_ISREG(st.st_mode) && lseek(t->fd, 0, SEEK_CUR) >= 0;
+                if (!t->file->seekable) {
+                        k = tar_file_spool(t, t->file);
+                        if (k < 0)
+                                return k;
+                }
+                (void) archive_read_set_callback_data(t->a, t->file);
+                (void) archive_read_set_read_callback(t->a, tar_file_read);
+                (void) archive_read_set_skip_callback(t->a, tar_file_skip);
+                if (t->file->seekable)
+                        (void) archive_read_set_seek_callback(t->a, tar_file_seek);
+                r = archive_read_open1(t->a);
+        }
+        if (r != ARCHIVE_OK)
                 return tar_damaged(t, NULL);
         for (;;) {
+                const char *p;
+
                 r = archive_read_next_header(t->a, &ae);
                 if (r == ARCHIVE_EOF)
                         break;
@@ -825,12 +996,20 @@ static int tar_read(struct tar_source *t) {
                  * what follows it cannot be trusted to be complete. */
                 if (r < ARCHIVE_WARN)
                         return tar_damaged(t, NULL);
+                p = archive_entry_pathname(ae);
+                free(t->entry);
+                t->entry = strdup(p ? p : "?");
+                if (!t->entry)
+                        return -ENOMEM;
+                t->in_data = true;
                 k = tar_entry(t, ae, r == ARCHIVE_WARN ? archive_error_string(t->a) : NULL);
+                t->in_data = false;
                 if (k < 0)
                         return k;
         }
         if (archive_format(t->a) == ARCHIVE_FORMAT_EMPTY)
-                return tar_damaged(t, "the command wrote nothing, where a tar stream was expected");
+                return tar_damaged(t, t->command ? "the command wrote nothing, where a tar stream was expected"
+                                                 : "the archive is empty (0 bytes)");
         return 0;
 }
 
@@ -860,36 +1039,37 @@ static int tar_drain(struct tar_source *t) {
         return 0;
 }
 
-int bk_backup_tar_command(struct bk_backup *b, const char *command, const char *dir) {
-        _cleanup_(tar_source_release) struct tar_source t = { .b = b, .command = command,
-                                                              .child = { .pid = -1, .out = -1, .err = -1 } };
-        _cleanup_free_ char *last = NULL;
+/* Normalize @dir and put the archive's top directory there. */
+static int tar_begin(struct tar_source *t, const char *dir) {
+        struct bk_backup *b = t->b;
         const char *why;
-        locale_t utf8, old = (locale_t) 0;
-        int k, kf, status = 0;
+        int k;
 
-        k = tar_path("", dir ? dir : "", &t.dir, &why);
+        k = tar_path("", dir ? dir : "", &t->dir, &why);
         if (k < 0)
                 return k;
         if (why)
-                return log_error_errno(-EINVAL, "job \"%s\": directory \"%s\" for the tar stream: %s", b->opts->job,
-                                       dir, why);
-        if (t.dir[0]) {
+                return log_error_errno(-EINVAL, "job \"%s\": directory \"%s\" for %s: %s", b->opts->job, dir, t->what,
+                                       why);
+        if (t->dir[0]) {
                 /* Until the archive's own "./" says otherwise. */
                 struct cairn_entry e = { .type = CAIRN_ENTRY_DIR, .mode = 040755, .nlink = 2, .uid = getuid(),
                                          .gid = getgid(), .mtime_ns = b->snap->start_ns,
                                          .ctime_ns = b->snap->start_ns, .atime_ns = b->snap->start_ns };
-                k = bk_tree_add(b->root, t.dir, &e, NULL, 0);
+                k = bk_tree_add(b->root, t->dir, &e, NULL, 0);
                 if (k < 0)
-                        return log_error_errno(k, "job \"%s\": cannot place the tar stream of \"%s\" at %s: %s",
-                                               b->opts->job, command, t.dir,
+                        return log_error_errno(k, "job \"%s\": cannot place %s at %s: %s", b->opts->job, t->what,
+                                               t->dir,
                                                k == -ENOTDIR || k == -EEXIST ? "another source is there"
                                                                              : strerror(-k));
         }
+        return 0;
+}
 
-        k = bk_child_start(b, command, &t.child);
-        if (k < 0)
-                return k;
+/* tar_read() in a UTF-8 ctype, the archive freed after. */
+static int tar_read_utf8(struct tar_source *t) {
+        locale_t utf8, old = (locale_t) 0;
+        int k;
 
         /* pax names are UTF-8.  In a UTF-8 ctype libarchive hands them
          * over byte for byte; in the "C" locale of a program that never
@@ -899,13 +1079,48 @@ int bk_backup_tar_command(struct bk_backup *b, const char *command, const char *
         utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
         if (utf8)
                 old = uselocale(utf8);
-        k = tar_read(&t);
-        archive_read_free(t.a);
-        t.a = NULL;
+        k = tar_read(t);
+        archive_read_free(t->a);
+        t->a = NULL;
         if (utf8) {
                 uselocale(old);
                 freelocale(utf8);
         }
+        return k;
+}
+
+/* After a complete archive: hard links, and the warnings not listed. */
+static int tar_end(struct tar_source *t) {
+        int k;
+
+        k = tar_finish_links(t);
+        if (k < 0)
+                return k;
+        if (t->n_unlisted > 0)
+                bk_backup_warn(t->b, t->dir[0] ? t->dir : "/", "%zu more warnings about entries of %s (not listed)",
+                               t->n_unlisted, t->what);
+        return 0;
+}
+
+int bk_backup_tar_command(struct bk_backup *b, const char *command, const char *dir) {
+        _cleanup_(tar_source_release) struct tar_source t = { .b = b, .command = command, .fd = -1,
+                                                              .child = { .pid = -1, .out = -1, .err = -1 } };
+        _cleanup_free_ char *last = NULL;
+        int k, kf, status = 0;
+
+        if (asprintf(&t.what, "the tar stream of \"%s\"", command) < 0) {
+                t.what = NULL;
+                return -ENOMEM;
+        }
+        k = tar_begin(&t, dir);
+        if (k < 0)
+                return k;
+
+        k = bk_child_start(b, command, &t.child);
+        if (k < 0)
+                return k;
+        t.fd = t.child.out;
+        k = tar_read_utf8(&t);
         if (k >= 0)
                 k = tar_drain(&t);
 
@@ -929,12 +1144,28 @@ int bk_backup_tar_command(struct bk_backup *b, const char *command, const char *
         if (k == -EBADMSG)
                 return log_error_errno(-EBADMSG, "job \"%s\": the tar stream of \"%s\" is damaged: %s", b->opts->job,
                                        command, t.damage ? t.damage : "unreadable archive");
+        return tar_end(&t);
+}
 
-        k = tar_finish_links(&t);
+int bk_backup_archive(struct bk_backup *b, int fd, const char *name, const char *dir) {
+        _cleanup_(tar_source_release) struct tar_source t = { .b = b, .fd = fd,
+                                                              .child = { .pid = -1, .out = -1, .err = -1 } };
+        int k;
+
+        if (asprintf(&t.what, "archive %s", name) < 0) {
+                t.what = NULL;
+                return -ENOMEM;
+        }
+        k = tar_begin(&t, dir);
         if (k < 0)
                 return k;
-        if (t.n_unlisted > 0)
-                bk_backup_warn(b, t.dir[0] ? t.dir : "/",
-                               "%zu more warnings about entries of the tar stream (not listed)", t.n_unlisted);
-        return 0;
+        k = tar_read_utf8(&t);
+        if (k == -EBADMSG)
+                return log_error_errno(-EBADMSG, "job \"%s\": archive %s is damaged or not an archive: %s",
+                                       b->opts->job, name, t.damage ? t.damage : "unreadable archive");
+        if (k < 0 && t.logged)
+                return k;
+        if (k < 0)
+                return log_error_errno(k, "job \"%s\": reading archive %s: %m", b->opts->job, name);
+        return tar_end(&t);
 }
