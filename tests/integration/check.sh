@@ -95,6 +95,13 @@ tap_ok $slow_status "a slow command backup under a terminal succeeds"
 printf '%s' "$slow_out" | grep -Eq 'slow: 0 files, (1\.9|2\.[0-9]) MiB \((1\.9|2\.[0-9]) MiB read\)'
 tap_ok $? "the progress line updates with the bytes read so far"
 [ $? -eq 0 ] || printf '%s' "$slow_out" | od -c | head -20 | sed 's/^/#   /'
+# The second time the previous snapshot's size (3,000,000 bytes) is known:
+# after 2 MB, about two thirds, with an estimate of the time left.
+slow_out=$(script -qec "$CAIRN backup slow" /dev/null </dev/null); slow_status=$?
+tap_ok $slow_status "the slow backup again, with a previous snapshot"
+printf '%s' "$slow_out" | grep -Eq 'slow: 0 files, (1\.9|2\.[0-9]) MiB \((1\.9|2\.[0-9]) MiB read\), [0-9.]+ MiB/s, ~(6[3-9]|7[0-9])%, ETA [0-9]+m[0-5][0-9]s'
+tap_ok $? "the progress line shows ~% and an ETA estimated from the previous snapshot"
+[ $? -eq 0 ] || printf '%s' "$slow_out" | od -c | head -20 | sed 's/^/#   /'
 expect 0 "check after these backups" -- "$CAIRN" check --read-data
 
 # ---- a flipped byte in a pack ----
