@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "check.h"
+#include "idset.h"
 #include "log.h"
 #include "pack.h"
 #include "repo.h"
@@ -36,76 +37,6 @@ static bool id_is_zero(const uint8_t id[CAIRN_ID_SIZE]) {
 
 static int cmp_id(const void *a, const void *b) {
         return memcmp(a, b, CAIRN_ID_SIZE);
-}
-
-/* A set of blob ids, as prune.c keeps one: open addressing with linear
- * probing, the all-zero id marking a free slot (the zero id itself has a
- * flag of its own), at most half full. */
-struct idset {
-        uint8_t (*slot)[CAIRN_ID_SIZE];
-        size_t size, count;
-        bool has_zero;
-};
-
-static size_t idset_home(const uint8_t id[CAIRN_ID_SIZE], size_t size) {
-        uint64_t h;
-        memcpy(&h, id, sizeof h);       /* ids are hashes: any 8 bytes are uniform */
-        return (size_t) h & (size - 1);
-}
-
-static bool idset_has(const struct idset *s, const uint8_t id[CAIRN_ID_SIZE]) {
-        if (id_is_zero(id))
-                return s->has_zero;
-        if (s->count == 0)
-                return false;
-        for (size_t i = idset_home(id, s->size);; i = (i + 1) & (s->size - 1)) {
-                if (id_is_zero(s->slot[i]))
-                        return false;
-                if (memcmp(s->slot[i], id, CAIRN_ID_SIZE) == 0)
-                        return true;
-        }
-}
-
-static void idset_put_new(struct idset *s, const uint8_t id[CAIRN_ID_SIZE]) {
-        size_t i = idset_home(id, s->size);
-        while (!id_is_zero(s->slot[i]))
-                i = (i + 1) & (s->size - 1);
-        memcpy(s->slot[i], id, CAIRN_ID_SIZE);
-        s->count++;
-}
-
-/* Add @id; 1 when it was new, 0 when already there, -ENOMEM. */
-static int idset_add(struct idset *s, const uint8_t id[CAIRN_ID_SIZE]) {
-        if (id_is_zero(id)) {
-                bool had = s->has_zero;
-                s->has_zero = true;
-                return !had;
-        }
-        if (idset_has(s, id))
-                return 0;
-        if ((s->count + 1) * 2 > s->size) {
-                size_t old_size = s->size, new_size = old_size ? old_size * 2 : 1024;
-                uint8_t (*old)[CAIRN_ID_SIZE] = s->slot;
-
-                s->slot = calloc(new_size, CAIRN_ID_SIZE);
-                if (!s->slot) {
-                        s->slot = old;
-                        return -ENOMEM;
-                }
-                s->size = new_size;
-                s->count = 0;
-                for (size_t i = 0; i < old_size; i++)
-                        if (!id_is_zero(old[i]))
-                                idset_put_new(s, old[i]);
-                free(old);
-        }
-        idset_put_new(s, id);
-        return 1;
-}
-
-static void idset_release(struct idset *s) {
-        free(s->slot);
-        *s = (struct idset) { 0 };
 }
 
 /* --- the state of one check ---------------------------------------------- */
@@ -152,9 +83,9 @@ struct check {
         struct row *rows;
         size_t n_rows, cap_rows;
 
-        struct idset bad;               /* blobs whose indexed location cannot be read intact */
-        struct idset reported;          /* blobs a problem was already reported for */
-        struct idset clean_trees, clean_contents;
+        struct cairn_idset bad;               /* blobs whose indexed location cannot be read intact */
+        struct cairn_idset reported;          /* blobs a problem was already reported for */
+        struct cairn_idset clean_trees, clean_contents;
 
         char *path;                     /* the path being walked, "/" based */
         size_t path_len, path_cap;
@@ -168,10 +99,10 @@ static void check_release(struct check *c) {
         free(c->snaps);
         free(c->packs);
         free(c->rows);
-        idset_release(&c->bad);
-        idset_release(&c->reported);
-        idset_release(&c->clean_trees);
-        idset_release(&c->clean_contents);
+        cairn_idset_release(&c->bad);
+        cairn_idset_release(&c->reported);
+        cairn_idset_release(&c->clean_trees);
+        cairn_idset_release(&c->clean_contents);
         free(c->path);
         free(c->io);
 }
@@ -592,7 +523,7 @@ static int choose_packs(struct check *c) {
 /* Every indexed blob of @p becomes unreadable. */
 static int pack_lost(struct check *c, const struct pack_info *p) {
         for (size_t i = 0; i < p->n_rows; i++) {
-                int k = idset_add(&c->bad, c->rows[p->first_row + i].id);
+                int k = cairn_idset_add(&c->bad, c->rows[p->first_row + i].id);
                 if (k < 0)
                         return k;
         }
@@ -699,7 +630,7 @@ static int read_pack(struct check *c, const struct pack_info *p, int fd, uint64_
                                 blob_hex);
                         /* Only when the index looks for it here: the same
                          * blob may be indexed intact in another pack. */
-                        k = row_of_entry(c, p, e) ? idset_add(&c->bad, e->id) : 0;
+                        k = row_of_entry(c, p, e) ? cairn_idset_add(&c->bad, e->id) : 0;
                         if (k < 0)
                                 break;
                 }
@@ -785,7 +716,7 @@ static int check_pack(struct check *c, const struct pack_info *p) {
                                 blob_type_name(row->type), row->offset, row->stored_len, row->raw_len);
                 else
                         continue;
-                k = idset_add(&c->bad, row->id);
+                k = cairn_idset_add(&c->bad, row->id);
                 if (k < 0)
                         return k;
         }
@@ -870,7 +801,7 @@ static int need_blob(struct check *c, struct snap *s, const uint8_t id[CAIRN_ID_
 
         k = cairn_index_chunk_get(c->t, id, &loc);
         if (k == -ENOENT) {
-                k = idset_add(&c->reported, id);
+                k = cairn_idset_add(&c->reported, id);
                 if (k < 0)
                         return k;
                 if (k > 0)
@@ -884,7 +815,7 @@ static int need_blob(struct check *c, struct snap *s, const uint8_t id[CAIRN_ID_
         if (ret_loc)
                 *ret_loc = loc;
         if (loc.type != type) {
-                k = idset_add(&c->reported, id);
+                k = cairn_idset_add(&c->reported, id);
                 if (k < 0)
                         return k;
                 if (k > 0)
@@ -893,7 +824,7 @@ static int need_blob(struct check *c, struct snap *s, const uint8_t id[CAIRN_ID_
                                 blob_type_name(type), blob_type_name(loc.type));
                 return BLOB_BAD;
         }
-        return idset_has(&c->bad, id) ? BLOB_BAD : BLOB_OK;
+        return cairn_idset_has(&c->bad, id) ? BLOB_BAD : BLOB_OK;
 }
 
 /* A tree or content with no rows: problem unless its blob is an empty list. */
@@ -904,7 +835,7 @@ static int no_rows(struct check *c, struct snap *s, const uint8_t id[CAIRN_ID_SI
 
         if (loc->raw_len <= EMPTY_LIST_BLOB_SIZE)
                 return 0;
-        k = idset_add(&c->reported, id);
+        k = cairn_idset_add(&c->reported, id);
         if (k < 0)
                 return k;
         if (k > 0)
@@ -921,7 +852,7 @@ static int check_content(struct check *c, struct snap *s, const uint8_t content[
         bool dirty, missing;
         int k;
 
-        if (idset_has(&c->clean_contents, content))
+        if (cairn_idset_has(&c->clean_contents, content))
                 return 0;
         k = need_blob(c, s, content, CAIRN_BLOB_CONTENT, &loc);
         if (k < 0)
@@ -946,7 +877,7 @@ static int check_content(struct check *c, struct snap *s, const uint8_t content[
                         dirty |= k != BLOB_OK;
                 }
                 if (chunk.length == 0 || start + chunk.length <= offset) {
-                        k = idset_add(&c->reported, content);
+                        k = cairn_idset_add(&c->reported, content);
                         if (k < 0)
                                 return k;
                         if (k > 0)
@@ -965,7 +896,7 @@ static int check_content(struct check *c, struct snap *s, const uint8_t content[
                 dirty |= k > 0;
         }
         if (!dirty) {
-                k = idset_add(&c->clean_contents, content);
+                k = cairn_idset_add(&c->clean_contents, content);
                 if (k < 0)
                         return k;
         }
@@ -981,7 +912,7 @@ static int walk_tree(struct check *c, struct snap *s, const uint8_t tree[CAIRN_I
         bool dirty, missing;
         int k;
 
-        if (idset_has(&c->clean_trees, tree))
+        if (cairn_idset_has(&c->clean_trees, tree))
                 return 0;
         if (depth > CHECK_DEPTH_MAX) {
                 problem(c, -ELOOP, NULL, tree, s->id, "snapshot %s: %s: directories nested deeper than %d "
@@ -1038,7 +969,7 @@ static int walk_tree(struct check *c, struct snap *s, const uint8_t tree[CAIRN_I
                 dirty |= k > 0;
         }
         if (!dirty) {
-                k = idset_add(&c->clean_trees, tree);
+                k = cairn_idset_add(&c->clean_trees, tree);
                 if (k < 0)
                         return k;
         }

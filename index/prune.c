@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 
+#include "idset.h"
 #include "log.h"
 #include "pack.h"
 #include "prune.h"
@@ -23,84 +24,10 @@
  * Only such a blob may have no rows in `trees` / `contents`. */
 #define EMPTY_LIST_BLOB_SIZE 8
 
-/* A set of blob ids: open addressing with linear probing, the all-zero id
- * marking a free slot (the zero id itself has a flag of its own).  32
- * bytes a slot at most half full: memory follows the number of blobs. */
-struct idset {
-        uint8_t (*slot)[CAIRN_ID_SIZE];
-        size_t size, count;
-        bool has_zero;
-};
-
 static const uint8_t zero_id[CAIRN_ID_SIZE];
 
 static bool id_is_zero(const uint8_t id[CAIRN_ID_SIZE]) {
         return memcmp(id, zero_id, CAIRN_ID_SIZE) == 0;
-}
-
-static size_t idset_home(const uint8_t id[CAIRN_ID_SIZE], size_t size) {
-        uint64_t h;
-        memcpy(&h, id, sizeof h);       /* ids are hashes: any 8 bytes are uniform */
-        return (size_t) h & (size - 1);
-}
-
-static bool idset_has(const struct idset *s, const uint8_t id[CAIRN_ID_SIZE]) {
-        if (id_is_zero(id))
-                return s->has_zero;
-        if (s->count == 0)
-                return false;
-        for (size_t i = idset_home(id, s->size);; i = (i + 1) & (s->size - 1)) {
-                if (id_is_zero(s->slot[i]))
-                        return false;
-                if (memcmp(s->slot[i], id, CAIRN_ID_SIZE) == 0)
-                        return true;
-        }
-}
-
-static void idset_put_new(struct idset *s, const uint8_t id[CAIRN_ID_SIZE]) {
-        size_t i = idset_home(id, s->size);
-        while (!id_is_zero(s->slot[i]))
-                i = (i + 1) & (s->size - 1);
-        memcpy(s->slot[i], id, CAIRN_ID_SIZE);
-        s->count++;
-}
-
-/* Add @id; 1 when it was new, 0 when already there, -ENOMEM. */
-static int idset_add(struct idset *s, const uint8_t id[CAIRN_ID_SIZE]) {
-        if (id_is_zero(id)) {
-                bool had = s->has_zero;
-                s->has_zero = true;
-                return !had;
-        }
-        if (idset_has(s, id))
-                return 0;
-        if ((s->count + 1) * 2 > s->size) {
-                size_t old_size = s->size, new_size = old_size ? old_size * 2 : 4096;
-                uint8_t (*old)[CAIRN_ID_SIZE] = s->slot;
-
-                s->slot = calloc(new_size, CAIRN_ID_SIZE);
-                if (!s->slot) {
-                        s->slot = old;
-                        return -ENOMEM;
-                }
-                s->size = new_size;
-                s->count = 0;
-                for (size_t i = 0; i < old_size; i++)
-                        if (!id_is_zero(old[i]))
-                                idset_put_new(s, old[i]);
-                free(old);
-        }
-        idset_put_new(s, id);
-        return 1;
-}
-
-static size_t idset_count(const struct idset *s) {
-        return s->count + s->has_zero;
-}
-
-static void idset_release(struct idset *s) {
-        free(s->slot);
-        *s = (struct idset) { 0 };
 }
 
 /* A growable array of ids (the trees still to walk, snapshot roots). */
@@ -131,7 +58,7 @@ static void idvec_release(struct idvec *v) {
 
 struct mark {
         struct cairn_txn *t;
-        struct idset used;
+        struct cairn_idset used;
         struct idvec roots, todo;
 };
 
@@ -186,7 +113,7 @@ static int mark_content(struct mark *m, const uint8_t content_id[CAIRN_ID_SIZE])
                 if (k < 0)
                         return k;
                 if (!(chunk.flags & CAIRN_CHUNK_HOLE) && !id_is_zero(chunk.id)) {
-                        k = idset_add(&m->used, chunk.id);
+                        k = cairn_idset_add(&m->used, chunk.id);
                         if (k < 0)
                                 return k;
                 }
@@ -217,7 +144,7 @@ static int mark_tree(struct mark *m, const uint8_t tree_id[CAIRN_ID_SIZE]) {
                         continue;       /* empty file, or nothing stored */
                 /* Shared subtrees and contents are walked once: the set of
                  * used blobs is also the set of visited ones. */
-                k = idset_add(&m->used, e.ref);
+                k = cairn_idset_add(&m->used, e.ref);
                 if (k <= 0) {
                         if (k < 0)
                                 break;
@@ -240,7 +167,7 @@ static int mark_all(struct mark *m) {
         if (k < 0)
                 return k;
         for (size_t i = 0; i < m->roots.n; i++) {
-                k = idset_add(&m->used, m->roots.ids[i]);
+                k = cairn_idset_add(&m->used, m->roots.ids[i]);
                 if (k <= 0) {
                         if (k < 0)
                                 return k;
@@ -336,9 +263,9 @@ static int parse_chunk_row(const void *key, size_t klen, const void *val, size_t
 }
 
 struct sweep {
-        const struct idset *used;
+        const struct cairn_idset *used;
         struct packs *packs;
-        struct idset *orphan_packs;     /* named by chunk rows, but without a packs row */
+        struct cairn_idset *orphan_packs;     /* named by chunk rows, but without a packs row */
         uint64_t used_found, blobs_used, blobs_unused;
 };
 
@@ -352,7 +279,7 @@ static int sweep_row(const void *key, size_t klen, const void *val, size_t vlen,
         k = parse_chunk_row(key, klen, val, vlen, &row);
         if (k < 0)
                 return k;
-        used = idset_has(sw->used, row.id);
+        used = cairn_idset_has(sw->used, row.id);
         if (used) {
                 sw->used_found++;
                 sw->blobs_used++;
@@ -362,7 +289,7 @@ static int sweep_row(const void *key, size_t klen, const void *val, size_t vlen,
          * alone, and so is that pack's file, though it looks unindexed. */
         pi = pack_find(sw->packs, row.loc.pack);
         if (!pi)
-                return idset_add(sw->orphan_packs, row.loc.pack) < 0 ? -ENOMEM : 0;
+                return cairn_idset_add(sw->orphan_packs, row.loc.pack) < 0 ? -ENOMEM : 0;
         if (used) {
                 pi->used_n++;
                 pi->used_stored += row.loc.stored_len;
@@ -377,7 +304,7 @@ static int sweep_row(const void *key, size_t klen, const void *val, size_t vlen,
  * packs (whose rows are dropped) and used blobs of repacked ones (which
  * move). */
 struct plan {
-        const struct idset *used;
+        const struct cairn_idset *used;
         struct packs *packs;
         struct row *drop, *move;
         size_t n_drop, cap_drop, n_move, cap_move;
@@ -408,7 +335,7 @@ static int plan_row(const void *key, size_t klen, const void *val, size_t vlen, 
         pi = pack_find(pl->packs, row.loc.pack);
         if (!pi || pi->action == PACK_KEEP)
                 return 0;
-        if (!idset_has(pl->used, row.id))
+        if (!cairn_idset_has(pl->used, row.id))
                 return row_push(&pl->drop, &pl->n_drop, &pl->cap_drop, &row);
         return row_push(&pl->move, &pl->n_move, &pl->cap_move, &row);
 }
@@ -755,7 +682,7 @@ static int repack_packs(struct cairn_repo *r, struct packs *ps, struct plan *pl,
 struct tidy {
         struct cairn_repo *r;
         struct cairn_txn *t;            /* to tell indexed packs from others */
-        const struct idset *orphan_packs;
+        const struct cairn_idset *orphan_packs;
         bool dry_run;
         int64_t cutoff_ns;              /* files last changed before this go */
         struct cairn_prune_stats *st;
@@ -852,7 +779,7 @@ static int tidy_packs_in(struct tidy *td, int parent_fd, const char *xx) {
                         continue;
                 }
                 k = 0;
-                if (idset_has(td->orphan_packs, id))
+                if (cairn_idset_has(td->orphan_packs, id))
                         continue;
                 snprintf(shown, sizeof shown, "packs/%s/%s", xx, de->d_name);
                 k = tidy_file(td, dirfd(d), de->d_name, shown);
@@ -869,7 +796,7 @@ static int tidy_packs_in(struct tidy *td, int parent_fd, const char *xx) {
 }
 
 /* Step (e): what crashed writers left behind. */
-static int tidy_leftovers(struct cairn_repo *r, bool dry_run, int64_t grace_ns, const struct idset *orphan_packs,
+static int tidy_leftovers(struct cairn_repo *r, bool dry_run, int64_t grace_ns, const struct cairn_idset *orphan_packs,
                           struct cairn_prune_stats *st) {
         _cleanup_(cairn_index_txn_abortp) struct cairn_txn *t = NULL;
         struct tidy td = { .r = r, .dry_run = dry_run, .orphan_packs = orphan_packs, .st = st };
@@ -932,7 +859,7 @@ static void decide(struct packs *ps, unsigned threshold_pct) {
 }
 
 /* The index part: mark, sweep, plan; with !dry_run also delete and repack. */
-static int prune_index(struct cairn_repo *r, const struct cairn_prune_options *o, struct idset *orphan_packs,
+static int prune_index(struct cairn_repo *r, const struct cairn_prune_options *o, struct cairn_idset *orphan_packs,
                        struct cairn_prune_stats *st) {
         _cleanup_(cairn_index_txn_abortp) struct cairn_txn *t = NULL;
         struct mark m = { 0 };
@@ -954,13 +881,13 @@ static int prune_index(struct cairn_repo *r, const struct cairn_prune_options *o
                 sw = (struct sweep) { .used = &m.used, .packs = &ps, .orphan_packs = orphan_packs };
                 k = cairn_index_foreach_raw(t, CAIRN_TABLE_CHUNKS, sweep_row, &sw);
         }
-        if (k >= 0 && idset_count(orphan_packs) > 0)
+        if (k >= 0 && cairn_idset_count(orphan_packs) > 0)
                 log_warning("%zu pack(s) named in the index of %s have no row of their own; they are left alone "
-                            "(run `cairn check`)", idset_count(orphan_packs), cairn_repo_path(r));
-        if (k >= 0 && sw.used_found != idset_count(&m.used))
+                            "(run `cairn check`)", cairn_idset_count(orphan_packs), cairn_repo_path(r));
+        if (k >= 0 && sw.used_found != cairn_idset_count(&m.used))
                 k = log_error_errno(-EBADMSG, "%" PRIu64 " blob(s) that snapshots need are not in the index of %s; "
                                     "nothing was pruned (run `cairn check`, or `cairn index rebuild`)",
-                                    (uint64_t) idset_count(&m.used) - sw.used_found, cairn_repo_path(r));
+                                    (uint64_t) cairn_idset_count(&m.used) - sw.used_found, cairn_repo_path(r));
         if (k >= 0) {
                 st->packs_total = ps.n;
                 st->blobs_used = sw.blobs_used;
@@ -971,7 +898,7 @@ static int prune_index(struct cairn_repo *r, const struct cairn_prune_options *o
         }
         /* Everything needed from the read transaction is copied out. */
         cairn_index_txn_abort(TAKE_PTR(t));
-        idset_release(&m.used);
+        cairn_idset_release(&m.used);
 
         if (k >= 0 && o->dry_run) {
                 for (size_t i = 0; i < ps.n; i++) {
@@ -997,7 +924,7 @@ static int prune_index(struct cairn_repo *r, const struct cairn_prune_options *o
 int cairn_prune(struct cairn_repo *r, const struct cairn_prune_options *o, struct cairn_prune_stats *ret) {
         struct cairn_prune_options defaults;
         struct cairn_prune_stats st = { 0 };
-        struct idset orphan_packs = { 0 };
+        struct cairn_idset orphan_packs = { 0 };
         int k;
 
         if (!o) {
@@ -1007,7 +934,7 @@ int cairn_prune(struct cairn_repo *r, const struct cairn_prune_options *o, struc
         k = prune_index(r, o, &orphan_packs, &st);
         if (k >= 0)
                 k = tidy_leftovers(r, o->dry_run, o->grace_ns, &orphan_packs, &st);
-        idset_release(&orphan_packs);
+        cairn_idset_release(&orphan_packs);
         if (ret)
                 *ret = st;
         return k;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "idset.h"
 #include "log.h"
 #include "pack.h"
 #include "repo.h"
@@ -53,76 +54,6 @@ static void *find_id(const uint8_t id[CAIRN_ID_SIZE], const void *base, size_t n
         return n > 0 ? bsearch(id, base, n, size, cmp_id) : NULL;
 }
 
-/* A set of blob ids, as check.c and prune.c keep one: open addressing
- * with linear probing, the all-zero id marking a free slot (the zero id
- * itself has a flag of its own), at most half full. */
-struct idset {
-        uint8_t (*slot)[CAIRN_ID_SIZE];
-        size_t size, count;
-        bool has_zero;
-};
-
-static size_t idset_home(const uint8_t id[CAIRN_ID_SIZE], size_t size) {
-        uint64_t h;
-        memcpy(&h, id, sizeof h);       /* ids are hashes: any 8 bytes are uniform */
-        return (size_t) h & (size - 1);
-}
-
-static bool idset_has(const struct idset *s, const uint8_t id[CAIRN_ID_SIZE]) {
-        if (id_is_zero(id))
-                return s->has_zero;
-        if (s->count == 0)
-                return false;
-        for (size_t i = idset_home(id, s->size);; i = (i + 1) & (s->size - 1)) {
-                if (id_is_zero(s->slot[i]))
-                        return false;
-                if (memcmp(s->slot[i], id, CAIRN_ID_SIZE) == 0)
-                        return true;
-        }
-}
-
-static void idset_put_new(struct idset *s, const uint8_t id[CAIRN_ID_SIZE]) {
-        size_t i = idset_home(id, s->size);
-        while (!id_is_zero(s->slot[i]))
-                i = (i + 1) & (s->size - 1);
-        memcpy(s->slot[i], id, CAIRN_ID_SIZE);
-        s->count++;
-}
-
-/* Add @id; 1 when it was new, 0 when already there, -ENOMEM. */
-static int idset_add(struct idset *s, const uint8_t id[CAIRN_ID_SIZE]) {
-        if (id_is_zero(id)) {
-                bool had = s->has_zero;
-                s->has_zero = true;
-                return !had;
-        }
-        if (idset_has(s, id))
-                return 0;
-        if ((s->count + 1) * 2 > s->size) {
-                size_t old_size = s->size, new_size = old_size ? old_size * 2 : 1024;
-                uint8_t (*old)[CAIRN_ID_SIZE] = s->slot;
-
-                s->slot = calloc(new_size, CAIRN_ID_SIZE);
-                if (!s->slot) {
-                        s->slot = old;
-                        return -ENOMEM;
-                }
-                s->size = new_size;
-                s->count = 0;
-                for (size_t i = 0; i < old_size; i++)
-                        if (!id_is_zero(old[i]))
-                                idset_put_new(s, old[i]);
-                free(old);
-        }
-        idset_put_new(s, id);
-        return 1;
-}
-
-static void idset_release(struct idset *s) {
-        free(s->slot);
-        *s = (struct idset) { 0 };
-}
-
 /* --- the state of one verification ---------------------------------------- */
 
 /* A pack file at the copy. */
@@ -165,8 +96,8 @@ struct verify {
         struct snap *snaps;             /* sorted by id once listed */
         size_t n_snaps, cap_snaps;
 
-        struct idset complete, incomplete;      /* trees and contents walked */
-        struct idset reported;                  /* packs and blobs a problem was reported for */
+        struct cairn_idset complete, incomplete;      /* trees and contents walked */
+        struct cairn_idset reported;                  /* packs and blobs a problem was reported for */
 
         const struct snap *cur;         /* the snapshot being walked */
         char *path;                     /* the path being walked, "/" based */
@@ -178,9 +109,9 @@ static void verify_release(struct verify *v) {
         free(v->packs);
         free(v->blobs);
         free(v->snaps);
-        idset_release(&v->complete);
-        idset_release(&v->incomplete);
-        idset_release(&v->reported);
+        cairn_idset_release(&v->complete);
+        cairn_idset_release(&v->incomplete);
+        cairn_idset_release(&v->reported);
         free(v->path);
 }
 
@@ -694,7 +625,7 @@ static int report_pack(struct verify *v, const uint8_t pack[CAIRN_ID_SIZE]) {
 
         if (p && p->damaged)
                 return 0;       /* reported as damaged when listed */
-        k = idset_add(&v->reported, pack);
+        k = cairn_idset_add(&v->reported, pack);
         if (k <= 0)
                 return k;
         v->st.missing_packs++;
@@ -733,7 +664,7 @@ static int find_blob(struct verify *v, const uint8_t id[CAIRN_ID_SIZE], uint8_t 
         if (v->dest_fd < 0 && p)
                 return 0;               /* listed with the right size: a listing says no more */
 
-        k = idset_add(&v->reported, id);
+        k = cairn_idset_add(&v->reported, id);
         if (k <= 0)
                 return k < 0 ? k : 1;
         if (b)
@@ -867,9 +798,9 @@ static int walk(struct verify *v, const uint8_t id[CAIRN_ID_SIZE], uint8_t type,
         int k, dirty;
 
         if (type != CAIRN_BLOB_DATA) {
-                if (idset_has(&v->complete, id))
+                if (cairn_idset_has(&v->complete, id))
                         return 0;
-                if (idset_has(&v->incomplete, id))
+                if (cairn_idset_has(&v->incomplete, id))
                         return 1;
         }
         if (depth > WALK_DEPTH_MAX) {
@@ -896,7 +827,7 @@ static int walk(struct verify *v, const uint8_t id[CAIRN_ID_SIZE], uint8_t type,
                 if (dirty < 0)
                         return dirty;
         }
-        k = idset_add(dirty ? &v->incomplete : &v->complete, id);
+        k = cairn_idset_add(dirty ? &v->incomplete : &v->complete, id);
         if (k < 0)
                 return k;
         return dirty;
