@@ -3,7 +3,7 @@
 # Set up a fresh Debian 12 machine (as root), build cairn, and run the main
 # job on demo data: an encrypted repository, a config with a directory job
 # and a "database dump" command job, "cairn run" twice (the second is
-# incremental), then list and restore.
+# incremental), then list, restore, and mount every snapshot at demo/restore.
 set -eu
 cd "$(dirname "$0")"
 . scripts/deps.sh
@@ -13,6 +13,8 @@ if [ -f build/build.ninja ]; then meson setup --reconfigure build >/dev/null; el
 ninja -C build >/dev/null
 
 demo=${CAIRN_DEMO_DIR:-$PWD/demo}
+# A mount left by an earlier run goes first: rm cannot walk into it.
+if mountpoint -q "$demo/restore" 2>/dev/null; then fusermount3 -u "$demo/restore"; fi
 rm -rf "$demo"
 mkdir -p "$demo"
 umask 077
@@ -56,3 +58,20 @@ $cairn ls -l pgdb
 echo "== cairn restore files --target $demo/restored"
 $cairn restore files --target "$demo/restored"
 diff -r "$demo/data" "$demo/restored$demo/data" && echo "restored tree is identical"
+
+# The mount: every snapshot of every job as one read-only tree.  It stays
+# mounted at the end so it can be looked at; "fusermount3 -u" unmounts it.
+mnt=$demo/restore
+mkdir -p "$mnt"
+echo "== cairn mount $mnt"
+CAIRNFS=$PWD/build/fusefs/cairnfs $cairn mount "$mnt"
+echo "== ls $mnt $mnt/pgdb"
+ls "$mnt"
+ls -l "$mnt/pgdb"
+echo "== cat $mnt/pgdb/latest/pgdump.sql"
+cat "$mnt/pgdb/latest/pgdump.sql"
+echo "== cp -a $mnt/files/latest$demo/data $demo/copied"
+rm -rf "$demo/copied"
+cp -a "$mnt/files/latest$demo/data" "$demo/copied"
+diff -r "$demo/data" "$demo/copied" && echo "the copy from the mount is identical"
+echo "== still mounted at $mnt (unmount: fusermount3 -u $mnt)"
