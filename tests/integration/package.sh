@@ -9,12 +9,12 @@
 # noauto,x-systemd.automount, which find mount.cairnfs in /sbin and cairnfs
 # in mount.fuse3's default PATH (/usr/bin).
 #
-# The layout is that of the Debian package (prefix /usr, sysconfdir /etc):
-# a build of its own with those options (only the installed targets, in
-# build-pkgtest/ of the source tree, kept between runs and shared by the
-# gcc and ASan suites under a lock), installed with meson install --destdir
-# (dpkg-buildpackage takes too long for the suite).  CAIRN_DEB=FILE.deb
-# checks that package instead (packaging/build-deb.sh makes one).
+# The installed tree is the Debian package's: packaging/build-deb.sh builds
+# it (about 40 s; DEB_BUILD_OPTIONS=nocheck, the suite runs the unit tests
+# itself) and it is unpacked with dpkg-deb -x.  CAIRN_DEB=FILE.deb checks a
+# given package instead; CAIRN_PACKAGE_MESON=1 checks a meson install
+# --destdir of the same layout (prefix /usr, sysconfdir /etc; a build of its
+# own in build-pkgtest/, shared by the gcc and ASan suites under a lock).
 #
 # It runs in a mount namespace of its own, where read-only overlays put the
 # installed /usr/bin and /usr/sbin over the system's: nothing outside it
@@ -31,6 +31,16 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 D=$T/root
 VERSION=$(sed -n "s/^  version : '\(.*\)',$/\1/p" "$SRC/meson.build")
 [ -n "$VERSION" ]; tap_ok $? "the project version is known from meson.build ($VERSION)"
+
+# ---- the package: built here (unit tests skipped: the suite runs them) ----
+if [ -z "${CAIRN_DEB:-}" ] && [ -z "${CAIRN_PACKAGE_MESON:-}" ]; then
+        t0=$(now_ms)
+        out=$(DEB_BUILD_OPTIONS=nocheck "$SRC/packaging/build-deb.sh" "$T/deb" 2>&1); st=$?
+        test "$st" -eq 0; tap_ok $? "packaging/build-deb.sh builds the .deb, lintian finds no error (exit $st, $(( $(now_ms) - t0 )) ms)"
+        [ "$st" -eq 0 ] || printf '%s\n' "$out" | tail -n 20 | sed 's/^/#   /'
+        CAIRN_DEB=$(ls "$T"/deb/cairn_*_*.deb 2>/dev/null | head -n 1)
+        test -f "$CAIRN_DEB"; tap_ok $? "the package file is there ($(basename "${CAIRN_DEB:-none}"))"
+fi
 
 # ---- the installed tree ----
 if [ -n "${CAIRN_DEB:-}" ]; then
