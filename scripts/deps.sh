@@ -8,7 +8,7 @@ CAIRN_DEPS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev
   libfuse3-dev fuse3 libzstd-dev zstd libarchive-dev liblmdb-dev lmdb-utils
   libssl-dev openssl libjansson-dev libinih-dev python3 rsync acl attr
   postgresql podman runc bubblewrap libcurl4-openssl-dev libarchive-tools zip unzip rclone
-  prometheus scdoc man-db groff-base bsdextrautils file"
+  prometheus scdoc man-db groff-base bsdextrautils file dpkg-dev debhelper lintian"
 
 cairn_install_deps() {
         missing=""
