@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "backup.h"
+#include "fault.h"
 #include "log.h"
 #include "util.h"
 
@@ -387,6 +388,8 @@ static int read_file(struct bk_backup *b, int fd, uint64_t size, uint8_t content
                         off += (uint64_t) n;
                         b->bytes_read += (uint64_t) n;
                         bk_backup_progress(b);
+                        if (off < size)
+                                cairn_fault_point("backup.mid-file");
                 }
                 if (k < 0 || *ret_short)
                         break;
@@ -632,6 +635,7 @@ static int walk_dir(struct bk_backup *b, int dfd, const char *path, dev_t dev, c
         if (k >= 0) {
                 b->snap->dirs++;
                 bk_backup_progress(b);
+                cairn_fault_point("backup.after-tree");
         }
         return k;
 }
@@ -841,6 +845,7 @@ int bk_backup_commit(struct bk_backup *b, uint8_t ret_id[CAIRN_ID_SIZE]) {
                 k = cairn_store_flush(b->store);
         if (k < 0)
                 return log_error_errno(k, "job \"%s\": cannot store the snapshot's data: %m", b->opts->job);
+        cairn_fault_point("backup.before-snapshot");
         if (b->opts->progress)
                 fprintf(stderr, "\r\033[K");
         st = cairn_store_stats(b->store);

@@ -54,6 +54,7 @@ struct opts {
         struct bk_config *config;
         int verbosity;
         bool json;
+        bool repo_newer;        /* its format is newer than ours: write nothing into it (no state/) */
 };
 
 static void log_to_stderr(int level, const char *msg, void *userdata) {
@@ -144,7 +145,7 @@ static int load_config(struct opts *o, bool required) {
         return k;
 }
 
-static int open_repo(struct opts *o, struct cairn_repo **ret) {
+static int open_repo_as(struct opts *o, bool for_rebuild, struct cairn_repo **ret) {
         struct cairn_pass_source pass = o->pass;
         int k;
 
@@ -162,7 +163,14 @@ static int open_repo(struct opts *o, struct cairn_repo **ret) {
         if (pass.kind == CAIRN_PASS_NONE && o->config)
                 pass = o->config->pass;
         o->pass = pass;
-        return cairn_repo_open(o->repo, &pass, ret);
+        k = for_rebuild ? cairn_repo_open_for_rebuild(o->repo, &pass, ret) : cairn_repo_open(o->repo, &pass, ret);
+        if (k == -EPROTONOSUPPORT)
+                o->repo_newer = true;
+        return k;
+}
+
+static int open_repo(struct opts *o, struct cairn_repo **ret) {
+        return open_repo_as(o, false, ret);
 }
 
 static bool want_help(int argc, char **argv) {
@@ -442,7 +450,9 @@ static bool record_backup(struct opts *o, const char *job, const struct job_resu
                 msg = TAKE_PTR(first);
         }
         run.message = msg ? msg : run.result == BK_RESULT_OK ? NULL : (char *) "see the log of the run";
-        if (o->repo)
+        /* A repository of a newer format is left as it is: its state/
+         * may mean something else there.  The alert still goes out. */
+        if (o->repo && !o->repo_newer)
                 (void) bk_state_record(o->repo, job, BK_STATE_BACKUP, &run);
         if (run.result == BK_RESULT_OK)
                 return false;
@@ -698,7 +708,7 @@ static int list_cb(const char *job, int64_t start_ns, const uint8_t id[CAIRN_ID_
 static int cmd_snapshots(struct opts *o, int argc, char **argv) {
         _cleanup_(cairn_repo_freep) struct cairn_repo *r = NULL;
         _cleanup_(cairn_index_txn_abortp) struct cairn_txn *t = NULL;
-        struct list_ctx c = { .json = o->json, .list = json_array() };
+        struct list_ctx c = { .json = o->json };
         int k;
 
         if (want_help(argc, argv)) {
@@ -710,6 +720,8 @@ static int cmd_snapshots(struct opts *o, int argc, char **argv) {
                 return usage_error("snapshots", "at most one JOB");
         if (open_repo(o, &r) < 0)
                 return EXIT_FAIL;
+        /* Made only now: an early return must not leak it (LeakSanitizer). */
+        c.list = json_array();
         k = cairn_index_txn_begin(cairn_repo_index(r), false, &t);
         if (k >= 0)
                 k = cairn_index_snapshot_foreach(t, argc > 1 ? argv[1] : NULL, list_cb, &c);
@@ -1179,8 +1191,18 @@ static int cmd_forget(struct opts *o, int argc, char **argv) {
                 }
         if (open_repo(o, &r) < 0)
                 return EXIT_FAIL;
-        if (!dry_run && acquire_exclusive(o, r, "forget", wait, &lock) < 0)
+        if (!dry_run && acquire_exclusive(o, r, "forget", wait, &lock) < 0) {
+                json_decref(out);
                 return EXIT_LOCKED;
+        }
+        /* A forget or backup that died between a snapshot's file and its
+         * row left a file without a row: give it its row back, so that the
+         * keep rules see it (an interrupted forget is then finished). */
+        if (!dry_run && cairn_snapshot_adopt_orphans(r, NULL) < 0) {
+                cairn_lock_release(lock);
+                json_decref(out);
+                return EXIT_FAIL;
+        }
 
         for (size_t j = 0; j < o->config->n_jobs; j++) {
                 const struct bk_job *job = &o->config->jobs[j];
@@ -1293,7 +1315,8 @@ static int cmd_index(struct opts *o, int argc, char **argv) {
         }
         if (argc != 2 || !streq(argv[1], "rebuild"))
                 return usage_error("index", "usage: cairn index rebuild");
-        if (open_repo(o, &r) < 0)
+        /* A damaged index is what a rebuild is for: it must not stop it. */
+        if (open_repo_as(o, true, &r) < 0)
                 return EXIT_FAIL;
         if (acquire_exclusive(o, r, "index rebuild", false, &lock) < 0)
                 return EXIT_LOCKED;
@@ -1834,7 +1857,7 @@ static int drill_one(struct opts *o, const struct bk_drill_spec *spec, const cha
         if (dr.snapshot)
                 snprintf(run.snapshot, sizeof run.snapshot, "%s", dr.snapshot);
         run.message = dr.message;
-        if (o->repo)
+        if (o->repo && !o->repo_newer)
                 (void) bk_state_record(o->repo, spec->job, BK_STATE_DRILL, &run);
         if (!dr.passed)
                 send_alert(o, "drill", spec->job, "failed", dr.message);
@@ -1915,12 +1938,14 @@ static int cmd_verify(struct opts *o, int argc, char **argv) {
                 { "mount", required_argument, NULL, 'm' },
                 { "print", no_argument, NULL, 'p' },
                 { "dry-run", no_argument, NULL, 'p' },
+                { "all", no_argument, NULL, 'a' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
         static const char help[] =
                 "Usage: cairn verify JOB [--exec SCRIPT] [--runtime bwrap|docker|podman] [--image IMAGE]\n"
                 "                    [--user USER] [--mount DIR] [--print] [-v] [--json]\n"
+                "       cairn verify --all [-v]\n"
                 "\n"
                 "A restore drill: mount the repository (cairnfs -o allow_other on a temporary\n"
                 "directory, unmounted afterwards; or use the mount at --mount DIR), bind JOB's latest\n"
@@ -1945,6 +1970,9 @@ static int cmd_verify(struct opts *o, int argc, char **argv) {
                 "      --print, --dry-run print the command line and run nothing (without --mount,\n"
                 "                         the mountpoint shows as MOUNTPOINT)\n"
                 "\n"
+                "      --all              the drill of every job with \"drill = SCRIPT\" in the config\n"
+                "                         (one temporary mount for all; what cairn-drill.timer runs)\n"
+                "\n"
                 "The script's output is shown with -v, and its last lines on a failure.\n"
                 "Exit status: 0 passed; 1 failed (or could not run); 2 usage error.\n";
         _cleanup_free_ char *script = NULL, *mount_dir = NULL, *mount_error = NULL;
@@ -1956,11 +1984,12 @@ static int cmd_verify(struct opts *o, int argc, char **argv) {
         const struct bk_job *job = NULL;
         const char *name, *mount_arg = NULL;
         json_t *list = NULL;
-        bool print = false;
+        bool print = false, all = false;
         int c, status;
 
         while ((c = getopt_long(argc, argv, "e:h", longopts, NULL)) >= 0) {
                 switch (c) {
+                case 'a': all = true; break;
                 case 'e': a.exec = optarg; break;
                 case 'R': a.runtime = optarg; break;
                 case 'i': a.image = optarg; break;
@@ -1970,6 +1999,14 @@ static int cmd_verify(struct opts *o, int argc, char **argv) {
                 case 'h': fputs(help, stdout); return EXIT_OK;
                 default: return usage_error("verify", "bad option");
                 }
+        }
+        if (all) {
+                if (optind != argc || a.exec || a.runtime || a.image || a.user || mount_arg || print)
+                        return usage_error("verify", "--all takes no job and no other option: each job's drill "
+                                           "comes from the config");
+                if (load_config(o, true) < 0 || open_repo(o, &r) < 0)
+                        return EXIT_FAIL;
+                return run_config_drills(o, r);
         }
         if (optind + 1 != argc)
                 return usage_error("verify", optind >= argc ? "which job?" : "one job at a time");
@@ -2030,6 +2067,13 @@ static int cmd_verify(struct opts *o, int argc, char **argv) {
                 spec.mountpoint = bk_drill_mount_path(m);
         else if (!mount_error)
                 mount_error = strdup("cannot mount the repository for the drill");
+        if (!mount_dir && !m) {
+                /* Only cairnfs opened it: is it a repository of a newer
+                 * format, to be left alone (no drill state written)? */
+                struct cairn_repo *probe = NULL;
+                if (open_repo(o, &probe) >= 0)
+                        cairn_repo_free(probe);
+        }
         status = drill_one(o, &spec, mount_dir || m ? NULL : mount_error ? mount_error : "", list);
         (void) bk_drill_mount_stop(m);
 

@@ -7,12 +7,12 @@
  *
  * The stream is untrusted (it often comes out of a container), so every
  * entry path is normalized and kept below its directory: ".." components,
- * names the format cannot hold and paths that would go through a symlink
- * or a file are refused with a warning.  Symlink targets are data, stored
- * verbatim and never followed.  Hard links of the archive become hard-link
- * groups.  A tar stream carries no inode numbers to compare with the
- * previous snapshot, so every file is read; deduplication is what makes
- * unchanged data cheap.
+ * names the format cannot hold, paths nested deeper than 1024 directories
+ * and paths that would go through a symlink or a file are refused with a
+ * warning.  Symlink targets are data, stored verbatim and never followed.
+ * Hard links of the archive become hard-link groups.  A tar stream
+ * carries no inode numbers to compare with the previous snapshot, so every
+ * file is read; deduplication is what makes unchanged data cheap.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -34,7 +34,15 @@
 
 #define TAR_READ_BLOCK (64u * 1024)     /* what libarchive asks of the pipe at a time */
 #define TAR_WARN_MAX 1000               /* warnings listed one by one; the rest are counted */
+#define TAR_WARN_PATH_HALF 400          /* a longer path is shown as its first and last 400 bytes */
 #define TAR_NO_INODE SIZE_MAX
+/* Names in one path, at most.  Restore and the other walks of a tree go
+ * down one call (and one open directory) per level, and `cairn check`
+ * takes a tree nested deeper than 4096 directories for a cycle in the
+ * index: a hostile archive nested 20000 deep made a snapshot that check
+ * called damaged and that crashed restore (stack overflow).  A 4096-byte
+ * path holds at most 2048 names; real trees stay far below this. */
+#define TAR_DEPTH_MAX 1024
 
 /* The kernel's form of a POSIX ACL (the value of system.posix_acl_*). */
 #define ACL_XATTR_VERSION 2
@@ -127,7 +135,8 @@ static void tar_source_release(struct tar_source *t) {
  * listed; the rest are counted into one last warning. */
 __attribute__((format(printf, 3, 4)))
 static void tar_warn(struct tar_source *t, const char *path, const char *fmt, ...) {
-        char reason[1024];
+        char reason[1024], shown[2 * TAR_WARN_PATH_HALF + 8];
+        size_t len = strlen(path);
         va_list ap;
 
         if (t->n_warned >= TAR_WARN_MAX) {
@@ -138,6 +147,13 @@ static void tar_warn(struct tar_source *t, const char *path, const char *fmt, ..
         va_start(ap, fmt);
         vsnprintf(reason, sizeof reason, fmt, ap);
         va_end(ap);
+        /* A hostile path can be any length; cut in full, the log line
+         * would end inside it and lose the name and the reason. */
+        if (len > 2 * TAR_WARN_PATH_HALF) {
+                snprintf(shown, sizeof shown, "%.*s...%s", TAR_WARN_PATH_HALF, path,
+                         path + len - TAR_WARN_PATH_HALF);
+                path = shown;
+        }
         bk_backup_warn(t->b, path, "%s", reason);
 }
 
@@ -168,7 +184,7 @@ static int tar_damaged(struct tar_source *t, const char *why) {
  * anywhere, or a name longer than a tree can hold.  An archive path that
  * names its own top ("./") gives @base itself. */
 static int tar_path(const char *base, const char *p, char **ret, const char **ret_why) {
-        size_t blen = strlen(base);
+        size_t blen = strlen(base), depth = blen > 0;
         char *out, *w;
 
         *ret = NULL;
@@ -178,19 +194,24 @@ static int tar_path(const char *base, const char *p, char **ret, const char **re
                 return -ENOMEM;
         memcpy(out, base, blen);
         w = out + blen;
+        for (size_t i = 0; i < blen; i++)
+                depth += base[i] == '/';
         while (*p) {
                 const char *end = strchrnul(p, '/');
                 size_t n = (size_t) (end - p);
+                bool name = n > 0 && !(n == 1 && p[0] == '.');
 
                 if (n == 2 && p[0] == '.' && p[1] == '.')
                         *ret_why = "the path contains \"..\"";
                 else if (n > CAIRN_NAME_MAX)
                         *ret_why = "a name in the path is longer than 255 bytes";
+                else if (name && ++depth > TAR_DEPTH_MAX)
+                        *ret_why = "the path is nested deeper than 1024 directories";
                 if (*ret_why) {
                         free(out);
                         return 0;
                 }
-                if (n > 0 && !(n == 1 && p[0] == '.')) {
+                if (name) {
                         if (w > out)
                                 *w++ = '/';
                         memcpy(w, p, n);

@@ -564,6 +564,71 @@ static int hash_range(struct check *c, int fd, struct cairn_sha256 *h, uint64_t 
         return 0;
 }
 
+/* The index rows of a tree or content blob just read from where the index
+ * places it must say what the blob says, entry for entry and byte for
+ * byte: the index is derived, and restore and the mount serve its rows as
+ * they are, so a damaged row (a flipped byte in data.mdb) would otherwise
+ * go unnoticed.  A difference makes the blob bad (its paths are damaged). */
+static int verify_rows(struct check *c, const struct pack_info *p, const struct cairn_pack_entry *e,
+                       const uint8_t *blob, size_t len, const char *hex) {
+        _cleanup_free_ struct cairn_content_chunk *chunks = NULL;
+        char blob_hex[HEX_ID_SIZE];
+        bool differ = false;
+        size_t n;
+        int k;
+
+        if (e->type == CAIRN_BLOB_TREE) {
+                struct cairn_tree_iter *it = NULL;
+                size_t cursor = 0;
+
+                k = cairn_index_tree_iter_new(c->t, e->id, NULL, 0, &it);
+                if (k < 0)
+                        return log_error_errno(k, "Cannot read a directory from the index: %m");
+                while (!differ) {
+                        const char *bn, *rn;
+                        const uint8_t *be, *re;
+                        size_t bnl, rnl, bel, rel;
+                        int kb = cairn_tree_next(blob, len, &cursor, &bn, &bnl, &be, &bel);
+                        int kr = cairn_index_tree_iter_next_raw(it, &rn, &rnl, &re, &rel);
+
+                        if (kr == -ENOMEM) {
+                                cairn_index_tree_iter_free(it);
+                                return kr;
+                        }
+                        if (kb == 0 && kr == 0)
+                                break;
+                        differ = kb <= 0 || kr <= 0 || bnl != rnl || memcmp(bn, rn, bnl) != 0 || bel != rel ||
+                                 memcmp(be, re, bel) != 0;
+                }
+                cairn_index_tree_iter_free(it);
+        } else if (e->type == CAIRN_BLOB_CONTENT) {
+                uint64_t off = 0, start;
+                struct cairn_content_chunk ch;
+
+                k = cairn_content_decode(blob, len, &chunks, &n);
+                if (k == -ENOMEM)
+                        return k;
+                differ = k < 0;
+                for (size_t i = 0; !differ && i < n; i++) {
+                        k = cairn_index_content_find(c->t, e->id, off, &ch, &start);
+                        if (k == -ENOMEM)
+                                return k;
+                        differ = k < 0 || start != off || ch.length != chunks[i].length ||
+                                 ch.flags != chunks[i].flags || memcmp(ch.id, chunks[i].id, CAIRN_ID_SIZE) != 0;
+                        off += chunks[i].length;
+                }
+                /* and no row past its end */
+                if (!differ)
+                        differ = cairn_index_content_find(c->t, e->id, off, &ch, &start) != -ENOENT;
+        }
+        if (!differ)
+                return 0;
+        problem(c, -EBADMSG, p->id, e->id, NULL, "pack %s: the index rows of %s %s differ from the blob "
+                "(the index is damaged: run `cairn index rebuild`)", hex, blob_type_name(e->type),
+                hex_encode(e->id, CAIRN_ID_SIZE, blob_hex));
+        return cairn_idset_add(&c->bad, e->id) < 0 ? -ENOMEM : 0;
+}
+
 /* Read @p start to end: decode every blob, hash the file. */
 static int read_pack(struct check *c, const struct pack_info *p, int fd, uint64_t size, const char *hex,
                      const struct cairn_pack_entry *entries, size_t n) {
@@ -631,6 +696,10 @@ static int read_pack(struct check *c, const struct pack_info *p, int fd, uint64_
                         /* Only when the index looks for it here: the same
                          * blob may be indexed intact in another pack. */
                         k = row_of_entry(c, p, e) ? cairn_idset_add(&c->bad, e->id) : 0;
+                        if (k < 0)
+                                break;
+                } else if (e->type != CAIRN_BLOB_DATA && row_of_entry(c, p, e)) {
+                        k = verify_rows(c, p, e, raw, e->raw_len, hex);
                         if (k < 0)
                                 break;
                 }

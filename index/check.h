@@ -20,7 +20,9 @@
  *   read data  (read_data_pct > 0) the packs chosen (all, or that share of
  *              them at random, whole packs) are read start to end: every
  *              blob is decoded (GCM tag or SHA-256 of the plaintext), and
- *              the file's SHA-256 must be its name.
+ *              the file's SHA-256 must be its name; the index rows of each
+ *              tree and content blob found where the index places it
+ *              (`trees` / `contents`) must be the blob's, byte for byte.
  *   trees      every snapshot's tree is walked through the index: every
  *              tree, content and data blob it needs has a `chunks` row of
  *              the right type, a tree or content with no rows in `trees` /

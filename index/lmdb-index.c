@@ -3,9 +3,12 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <lmdb.h>
 
+#include "fault.h"
 #include "lmdb-index.h"
 #include "log.h"
 #include "util.h"
@@ -123,6 +126,25 @@ int cairn_index_open(const char *path, struct cairn_index **ret) {
         if (rc != 0)
                 return log_error_errno(mdb_errno(rc, "mdb_env_open"), "Failed to open index %s: %m", path);
 
+        /* LMDB reads pages through its map and trusts the file to hold
+         * every page its meta page counts: a shorter file (truncated,
+         * or a partial copy) would be SIGBUS on the first read of a page
+         * past its end, so it is refused here. */
+        {
+                MDB_envinfo info;
+                MDB_stat mst;
+                struct stat st;
+                int fd;
+
+                if (mdb_env_info(idx->env, &info) == 0 && mdb_env_stat(idx->env, &mst) == 0 &&
+                    mdb_env_get_fd(idx->env, &fd) == 0 && fstat(fd, &st) == 0 &&
+                    (uint64_t) st.st_size < ((uint64_t) info.me_last_pgno + 1) * mst.ms_psize)
+                        return log_error_errno(-EBADMSG, "Index %s is damaged: data.mdb is %" PRIu64 " bytes, "
+                                               "but its pages need %" PRIu64 " (truncated?)", path,
+                                               (uint64_t) st.st_size,
+                                               ((uint64_t) info.me_last_pgno + 1) * mst.ms_psize);
+        }
+
         /* Reader slots of processes that died (a kill -9 during a backup)
          * would otherwise pin old pages and let the file grow forever. */
         rc = mdb_reader_check(idx->env, &dead);
@@ -180,10 +202,32 @@ int cairn_index_txn_begin(struct cairn_index *idx, bool write, struct cairn_txn 
         return 0;
 }
 
+/* Is the filesystem of the index (nearly) full?  A write that came up
+ * short leaves less than a page. */
+static bool index_fs_full(struct cairn_index *idx) {
+        struct statvfs sv;
+        int fd;
+
+        if (mdb_env_get_fd(idx->env, &fd) != 0 || fstatvfs(fd, &sv) < 0)
+                return false;
+        return (uint64_t) sv.f_bavail * sv.f_frsize < 64 * 1024;
+}
+
 int cairn_index_txn_commit(struct cairn_txn *t) {
+        struct cairn_index *idx = t->idx;
+        int rc;
+
+        cairn_fault_point("index.before-commit");
         /* LMDB frees the txn whether or not the commit succeeds. */
-        int rc = mdb_txn_commit(t->txn);
+        rc = mdb_txn_commit(t->txn);
         free(t);
+        if (rc == 0)
+                cairn_fault_point("index.after-commit");
+        /* LMDB turns a short write into EIO: on a full filesystem (a
+         * tmpfs writes what fits, then stops) that is ENOSPC, and the
+         * operator must hear "no space", not "I/O error". */
+        if (rc == EIO && index_fs_full(idx))
+                rc = ENOSPC;
         if (rc > 0)
                 return log_error_errno(-rc, "Failed to commit index transaction: %m");
         return mdb_errno(rc, "mdb_txn_commit");
@@ -372,10 +416,10 @@ int cairn_index_tree_iter_new(struct cairn_txn *t, const uint8_t tree_id[CAIRN_I
         return 0;
 }
 
-int cairn_index_tree_iter_next(struct cairn_tree_iter *it, const char **ret_name, size_t *ret_name_len,
-                               struct cairn_entry *ret_entry) {
+/* The next row of the directory: 1 (*k, *v borrowed), 0 at its end, <0. */
+static int tree_iter_step(struct cairn_tree_iter *it, MDB_val *ret_k, MDB_val *ret_v) {
         MDB_val k, v;
-        int rc, r;
+        int rc;
 
         if (it->done)
                 return 0;
@@ -404,12 +448,39 @@ int cairn_index_tree_iter_next(struct cairn_tree_iter *it, const char **ret_name
         }
         if (k.mv_size == CAIRN_ID_SIZE)
                 return log_error_errno(-EBADMSG, "Index row of table trees has an empty name");
+        *ret_k = k;
+        *ret_v = v;
+        return 1;
+}
 
+int cairn_index_tree_iter_next(struct cairn_tree_iter *it, const char **ret_name, size_t *ret_name_len,
+                               struct cairn_entry *ret_entry) {
+        MDB_val k, v;
+        int r;
+
+        r = tree_iter_step(it, &k, &v);
+        if (r <= 0)
+                return r;
         r = decode_tree_row(&v, ret_entry);
         if (r < 0)
                 return r;
         *ret_name = (const char *) k.mv_data + CAIRN_ID_SIZE;
         *ret_name_len = k.mv_size - CAIRN_ID_SIZE;
+        return 1;
+}
+
+int cairn_index_tree_iter_next_raw(struct cairn_tree_iter *it, const char **ret_name, size_t *ret_name_len,
+                                   const uint8_t **ret_entry, size_t *ret_entry_len) {
+        MDB_val k, v;
+        int r;
+
+        r = tree_iter_step(it, &k, &v);
+        if (r <= 0)
+                return r;
+        *ret_name = (const char *) k.mv_data + CAIRN_ID_SIZE;
+        *ret_name_len = k.mv_size - CAIRN_ID_SIZE;
+        *ret_entry = v.mv_data;
+        *ret_entry_len = v.mv_size;
         return 1;
 }
 

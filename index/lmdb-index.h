@@ -95,6 +95,10 @@ int cairn_index_tree_iter_new(struct cairn_txn *t, const uint8_t tree_id[CAIRN_I
 /* 1 with borrowed name/entry, 0 at the end, <0 error. */
 int cairn_index_tree_iter_next(struct cairn_tree_iter *it, const char **ret_name, size_t *ret_name_len,
                                struct cairn_entry *ret_entry);
+/* The same, with the entry as stored (encoded, as in the tree blob),
+ * borrowed from the txn: `cairn check --read-data` compares the two. */
+int cairn_index_tree_iter_next_raw(struct cairn_tree_iter *it, const char **ret_name, size_t *ret_name_len,
+                                   const uint8_t **ret_entry, size_t *ret_entry_len);
 struct cairn_tree_iter *cairn_index_tree_iter_free(struct cairn_tree_iter *it);
 
 /* contents */

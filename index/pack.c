@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "crypto.h"
+#include "fault.h"
 #include "log.h"
 #include "pack.h"
 #include "util.h"
@@ -261,9 +262,11 @@ int cairn_pack_writer_finish(struct cairn_pack_writer *w, uint8_t ret_pack_id[CA
         r = writer_append_trailer(w);
         if (r < 0)
                 return r;
+        cairn_fault_point("pack.written");
 
         if (fsync(w->fd) < 0)
                 return log_error_errno(-errno, "Failed to fsync pack file %s: %m", w->tmp_path);
+        cairn_fault_point("pack.fsynced");
         r = close(TAKE_FD(w->fd));
         if (r < 0 && errno != EINTR)
                 return log_error_errno(-errno, "Failed to close pack file %s: %m", w->tmp_path);
@@ -284,6 +287,7 @@ int cairn_pack_writer_finish(struct cairn_pack_writer *w, uint8_t ret_pack_id[CA
         if (renameat(w->repo_fd, w->tmp_path, w->repo_fd, path) < 0)
                 return log_error_errno(-errno, "Failed to rename %s to %s: %m", w->tmp_path, path);
         w->tmp_exists = false;
+        cairn_fault_point("pack.renamed");
 
         r = fsync_dir_at(w->repo_fd, dir);
         if (r < 0)

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 
+#include "fault.h"
 #include "idset.h"
 #include "log.h"
 #include "pack.h"
@@ -432,10 +433,13 @@ static int delete_unused_packs(struct cairn_repo *r, struct packs *ps, const str
                 if (k >= 0)
                         k = cairn_index_del(t, CAIRN_TABLE_PACKS, ps->p[i].id);
         }
-        if (k >= 0)
+        if (k >= 0) {
+                cairn_fault_point("prune.before-delete-commit");
                 k = cairn_index_txn_commit(TAKE_PTR(t));
+        }
         if (k < 0)
                 return log_error_errno(k, "Cannot remove unused packs from the index of %s: %m", cairn_repo_path(r));
+        cairn_fault_point("prune.before-delete-packs");
 
         for (size_t i = 0; i < ps->n; i++) {
                 if (ps->p[i].action != PACK_DELETE)
@@ -443,6 +447,7 @@ static int delete_unused_packs(struct cairn_repo *r, struct packs *ps, const str
                 k = unlink_pack(r, ps->p[i].id, &dd);
                 if (k < 0)
                         return k;
+                cairn_fault_point("prune.mid-delete-packs");
                 st->packs_deleted++;
                 st->bytes_freed += ps->p[i].size;
         }
@@ -541,6 +546,7 @@ static int repack_commit(struct repack *rp) {
         cairn_pack_path(pack_id, path, sizeof path);
         if (fstatat(cairn_repo_fd(rp->r), path, &st, 0) < 0)
                 return log_error_errno(-errno, "Cannot stat new pack %s/%s: %m", cairn_repo_path(rp->r), path);
+        cairn_fault_point("prune.mid-repack");
 
         /* Should this fail, the new pack is a file no row names, which a
          * later prune deletes once past grace. */
@@ -567,6 +573,7 @@ static int repack_commit(struct repack *rp) {
         if (k < 0)
                 return log_error_errno(k, "Cannot record repacked pack %s in the index: %m", path);
         log_debug("Repacked %zu pack(s) into %s (%zu blobs)", rp->n_batch, path, n);
+        cairn_fault_point("prune.after-repack-commit");
 
         /* Committed: a reader that still looks at an old location finds
          * the file gone and looks again in a fresh transaction (prune.h). */
@@ -578,6 +585,7 @@ static int repack_commit(struct repack *rp) {
                 k = unlink_pack(rp->r, pi->id, &dd);
                 if (k < 0)
                         return k;
+                cairn_fault_point("prune.mid-repack-delete");
                 rp->st->packs_repacked++;
                 rp->st->bytes_freed += pi->size;
         }
@@ -629,6 +637,7 @@ static int repack_one(struct repack *rp, struct pack_info *pi, const struct row 
                 rp->st->bytes_repacked += rows[i].loc.stored_len;
         }
         rp->batch[rp->n_batch++] = pi;
+        cairn_fault_point("prune.repack-copied");
         return 0;
 
 leave_alone:
@@ -711,6 +720,8 @@ static int tidy_file(struct tidy *td, int dirfd, const char *name, const char *s
                         return 0;
                 return log_error_errno(-errno, "Cannot delete %s/%s: %m", cairn_repo_path(td->r), shown);
         }
+        if (!td->dry_run)
+                cairn_fault_point("prune.mid-tidy");
         log_debug("Deleted leftover %s", shown);
         td->st->bytes_freed += (uint64_t) sb.st_size;
         return 1;
@@ -873,6 +884,8 @@ static int prune_index(struct cairn_repo *r, const struct cairn_prune_options *o
                 return k;
         m.t = t;
         k = mark_all(&m);
+        if (k >= 0 && !o->dry_run)
+                cairn_fault_point("prune.after-mark");
         idvec_release(&m.roots);
         idvec_release(&m.todo);
         if (k >= 0)
@@ -931,7 +944,10 @@ int cairn_prune(struct cairn_repo *r, const struct cairn_prune_options *o, struc
                 cairn_prune_options_default(&defaults);
                 o = &defaults;
         }
-        k = prune_index(r, o, &orphan_packs, &st);
+        /* A snapshot file without a row names data too (prune.h). */
+        k = o->dry_run ? 0 : cairn_snapshot_adopt_orphans(r, NULL);
+        if (k >= 0)
+                k = prune_index(r, o, &orphan_packs, &st);
         if (k >= 0)
                 k = tidy_leftovers(r, o->dry_run, o->grace_ns, &orphan_packs, &st);
         cairn_idset_release(&orphan_packs);

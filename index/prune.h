@@ -26,6 +26,11 @@
  *           between pack and index) and `.tmp-*` files in packs/ and
  *           snapshots/, once older than grace_ns.
  *
+ * Snapshot files without an index row (a backup or forget that died
+ * between the two) first get their rows back (cairn_snapshot_adopt_orphans;
+ * not in a dry run, which then counts their data as unused): the files are
+ * the truth, and a prune that only saw rows would delete what they name.
+ *
  * A crash at any point leaves a valid repository: rows never name a pack
  * before it is durable, and a pack whose rows are gone is at worst a file
  * that the next prune removes (or that `cairn index rebuild` re-indexes).

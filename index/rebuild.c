@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fault.h"
 #include "log.h"
 #include "pack.h"
 #include "repo-private.h"
@@ -190,6 +191,7 @@ int cairn_repo_rebuild_index(struct cairn_repo *r) {
                         damaged++;
                         k = 0;
                 }
+                cairn_fault_point("index-rebuild.mid");
         }
         if (k >= 0)
                 k = rebuild_snapshots(r, idx, &damaged);
@@ -198,6 +200,7 @@ int cairn_repo_rebuild_index(struct cairn_repo *r) {
                 (void) cairn_rm_dir_at(r->fd, REBUILD_DIR);
                 return log_error_errno(k, "Index rebuild of %s failed: %m", r->path);
         }
+        cairn_fault_point("index-rebuild.before-swap");
         k = cairn_repo_swap_index(r, REBUILD_DIR);
         if (k < 0)
                 return log_error_errno(k, "Cannot put the rebuilt index in place in %s: %m", r->path);

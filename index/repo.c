@@ -11,6 +11,7 @@
 
 #include <openssl/crypto.h>
 
+#include "fault.h"
 #include "log.h"
 #include "pack.h"
 #include "repo-private.h"
@@ -55,6 +56,11 @@ int cairn_passphrase_read(const struct cairn_pass_source *src, char **ret) {
                 return log_error_errno(-ENOKEY, "The repository is encrypted but no passphrase source is configured");
         case CAIRN_PASS_FILE:
                 r = read_file_at(AT_FDCWD, src->value, PASSPHRASE_MAX, &pw, NULL);
+                /* read_file_at's -EBADF ("Bad file descriptor") would send
+                 * the operator looking for a descriptor; it means this. */
+                if (r == -EBADF)
+                        return log_error_errno(-EINVAL, "Cannot read passphrase file %s: not a regular file "
+                                               "(a directory?)", src->value);
                 if (r < 0)
                         return log_error_errno(r, "Cannot read passphrase file %s: %m", src->value);
                 break;
@@ -133,12 +139,17 @@ static char *trim(char *s) {
 
 static int parse_kv(const char *file, char *text, kv_cb cb, void *userdata) {
         unsigned line = 0;
-        char *save = NULL;
+        char *next;
 
-        for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        /* Line by line, empty ones included (strtok_r would skip them and
+         * the line numbers in messages would be off). */
+        for (char *l = text; l; l = next) {
                 char *eq, *key, *value;
                 int r;
 
+                next = strchr(l, '\n');
+                if (next)
+                        *next++ = 0;
                 line++;
                 l = trim(l);
                 if (l[0] == 0 || l[0] == '#')
@@ -402,7 +413,9 @@ static int keys_unlock(struct cairn_repo *r, const char *pass) {
         }
         closedir(d);
         if (k == -EACCES)
-                return log_error_errno(k, tried ? "Wrong passphrase for repository %s" :
+                return log_error_errno(k, tried ? "Wrong passphrase for repository %s (no key file in keys/ opens "
+                                                  "with it; if the passphrase is right, the config's id or the key "
+                                                  "files are damaged)" :
                                                   "Repository %s has no usable key file in keys/", r->path);
         return k;
 }
@@ -524,14 +537,27 @@ int cairn_repo_swap_index(struct cairn_repo *r, const char *new_dir) {
                 return k;
         snprintf(old, sizeof old, "index.old-%s", hex_encode(rnd, sizeof rnd, rnd_hex));
         r->index = cairn_index_free(r->index);
-        if (renameat(r->fd, "index", r->fd, old) < 0 && errno != ENOENT)
-                return log_error_errno(-errno, "Cannot move %s/index aside: %m", r->path);
-        if (renameat(r->fd, new_dir, r->fd, "index") < 0)
-                return log_error_errno(-errno, "Cannot move %s/%s to index: %m", r->path, new_dir);
-        k = fsync_dir_at(r->fd, ".");
-        if (k < 0)
-                return k;
-        (void) cairn_rm_dir_at(r->fd, old);
+        /* One atomic exchange: a crash at any point leaves an index/, the
+         * old one or the new one.  (Two renames left none in between, and
+         * an empty index was then created at the next open.)  The old one
+         * is then at @new_dir, which the next rebuild clears first anyway. */
+        if (renameat2(r->fd, new_dir, r->fd, "index", RENAME_EXCHANGE) >= 0) {
+                k = fsync_dir_at(r->fd, ".");
+                if (k < 0)
+                        return log_error_errno(k, "Cannot sync %s: %m", r->path);
+                cairn_fault_point("index-rebuild.swapped");
+                (void) cairn_rm_dir_at(r->fd, new_dir);
+        } else {
+                /* No index/ (ENOENT), or no RENAME_EXCHANGE here. */
+                if (errno != ENOENT && renameat(r->fd, "index", r->fd, old) < 0 && errno != ENOENT)
+                        return log_error_errno(-errno, "Cannot move %s/index aside: %m", r->path);
+                if (renameat(r->fd, new_dir, r->fd, "index") < 0)
+                        return log_error_errno(-errno, "Cannot move %s/%s to index: %m", r->path, new_dir);
+                k = fsync_dir_at(r->fd, ".");
+                if (k < 0)
+                        return k;
+                (void) cairn_rm_dir_at(r->fd, old);
+        }
         snprintf(idx_path, sizeof idx_path, "%s/index", r->path);
         return cairn_index_open(idx_path, &r->index);
 }
@@ -555,7 +581,8 @@ int cairn_rm_dir_at(int fd, const char *path) {
         return 0;
 }
 
-int cairn_repo_open(const char *path, const struct cairn_pass_source *pass, struct cairn_repo **ret) {
+static int repo_open(const char *path, const struct cairn_pass_source *pass, bool index_optional,
+                     struct cairn_repo **ret) {
         _cleanup_(cairn_repo_freep) struct cairn_repo *r = NULL;
         char idx_path[4200];
         struct stat st;
@@ -602,11 +629,23 @@ int cairn_repo_open(const char *path, const struct cairn_pass_source *pass, stru
                 (void) mkdirat(r->fd, "index", 0700);
         snprintf(idx_path, sizeof idx_path, "%s/index", path);
         k = cairn_index_open(idx_path, &r->index);
-        if (k < 0)
-                return log_error_errno(k, "Cannot open the index %s: %m", idx_path);
+        if (k < 0 && index_optional)
+                log_warning_errno(k, "The index %s cannot be opened (%m); it is rebuilt from the packs and "
+                                  "snapshot files", idx_path);
+        else if (k < 0)
+                return log_error_errno(k, "Cannot open the index %s: %m (if it is damaged, `cairn index rebuild` "
+                                       "makes a new one from the packs and snapshot files)", idx_path);
 
         *ret = TAKE_PTR(r);
         return 0;
+}
+
+int cairn_repo_open(const char *path, const struct cairn_pass_source *pass, struct cairn_repo **ret) {
+        return repo_open(path, pass, false, ret);
+}
+
+int cairn_repo_open_for_rebuild(const char *path, const struct cairn_pass_source *pass, struct cairn_repo **ret) {
+        return repo_open(path, pass, true, ret);
 }
 
 struct cairn_repo *cairn_repo_free(struct cairn_repo *r) {

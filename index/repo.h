@@ -73,6 +73,11 @@ int cairn_repo_create(const char *path, const struct cairn_repo_params *params, 
  *   -EACCES           wrong passphrase (no key file opens)
  *   -ENOKEY           encrypted but no passphrase source given */
 int cairn_repo_open(const char *path, const struct cairn_pass_source *pass, struct cairn_repo **ret);
+/* The same, but an index that cannot be opened (damaged: LMDB refuses it,
+ * or it is shorter than its pages) is only a warning: the repository opens
+ * without one (cairn_repo_index() is NULL), for cairn_repo_lock() and
+ * cairn_repo_rebuild_index() only.  An index that opens is opened. */
+int cairn_repo_open_for_rebuild(const char *path, const struct cairn_pass_source *pass, struct cairn_repo **ret);
 struct cairn_repo *cairn_repo_free(struct cairn_repo *r);   /* accepts NULL */
 static inline void cairn_repo_freep(struct cairn_repo **r) {
         cairn_repo_free(*r);

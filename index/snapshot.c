@@ -8,6 +8,8 @@
 
 #include <jansson.h>
 
+#include "fault.h"
+#include "idset.h"
 #include "log.h"
 #include "repo.h"
 #include "snapshot.h"
@@ -241,14 +243,18 @@ int cairn_snapshot_write(struct cairn_repo *r, const struct cairn_snapshot *s, u
         k = write_file_atomic_at(cairn_repo_fd(r), "snapshots", hex, file, SNAPSHOT_MAGIC_SIZE + 4 + stored, 0600);
         if (k < 0)
                 return log_error_errno(k, "Cannot write snapshot file %s/snapshots/%s: %m", cairn_repo_path(r), hex);
+        cairn_fault_point("snapshot.file-written");
 
         k = cairn_index_txn_begin(cairn_repo_index(r), true, &t);
         if (k >= 0)
                 k = cairn_index_snapshot_put(t, s->job, s->start_ns, id, json, len);
-        if (k >= 0)
+        if (k >= 0) {
+                cairn_fault_point("snapshot.before-index-commit");
                 k = cairn_index_txn_commit(TAKE_PTR(t));
+        }
         if (k < 0)
                 return log_error_errno(k, "Cannot record snapshot %s in the index: %m", hex);
+        cairn_fault_point("snapshot.after-index-commit");
         if (ret_id)
                 memcpy(ret_id, id, CAIRN_ID_SIZE);
         return 0;
@@ -342,14 +348,98 @@ int cairn_snapshot_forget(struct cairn_repo *r, const struct cairn_snapshot *s, 
         k = cairn_index_txn_begin(cairn_repo_index(r), true, &t);
         if (k >= 0)
                 k = cairn_index_snapshot_del(t, s->job, s->start_ns);
-        if (k >= 0 || k == -ENOENT)
+        if (k >= 0 || k == -ENOENT) {
+                cairn_fault_point("forget.before-row-delete");
                 k = cairn_index_txn_commit(TAKE_PTR(t));
+        }
         if (k < 0)
                 return log_error_errno(k, "Cannot remove snapshot from the index: %m");
+        cairn_fault_point("forget.row-deleted");
         snprintf(path, sizeof path, "snapshots/%s", hex_encode(id, CAIRN_ID_SIZE, hex));
         if (unlinkat(cairn_repo_fd(r), path, 0) < 0 && errno != ENOENT)
                 return log_error_errno(-errno, "Cannot delete %s/%s: %m", cairn_repo_path(r), path);
+        cairn_fault_point("forget.file-deleted");
         return fsync_dir_at(cairn_repo_fd(r), "snapshots");
+}
+
+static int row_id_cb(const char *job, int64_t start_ns, const uint8_t id[CAIRN_ID_SIZE], const char *json,
+                     size_t json_len, void *userdata) {
+        return cairn_idset_add(userdata, id) < 0 ? -ENOMEM : 0;
+}
+
+struct key_ctx {
+        int64_t start_ns;
+        bool taken;
+};
+
+static int key_taken_cb(const char *job, int64_t start_ns, const uint8_t id[CAIRN_ID_SIZE], const char *json,
+                        size_t json_len, void *userdata) {
+        struct key_ctx *c = userdata;
+        if (start_ns != c->start_ns)
+                return 0;
+        c->taken = true;
+        return 1;
+}
+
+int cairn_snapshot_adopt_orphans(struct cairn_repo *r, unsigned *ret_n) {
+        _cleanup_free_ uint8_t (*ids)[CAIRN_ID_SIZE] = NULL;
+        _cleanup_(cairn_index_txn_abortp) struct cairn_txn *t = NULL;
+        struct cairn_idset rows = { 0 };
+        unsigned adopted = 0;
+        size_t n;
+        int k;
+
+        k = cairn_snapshot_list_files(r, &ids, &n);
+        if (k < 0)
+                return k;
+        k = cairn_index_txn_begin(cairn_repo_index(r), true, &t);
+        if (k >= 0)
+                k = cairn_index_snapshot_foreach(t, NULL, row_id_cb, &rows);
+        for (size_t i = 0; k >= 0 && i < n; i++) {
+                _cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
+                _cleanup_free_ char *json = NULL;
+                char hex[2 * CAIRN_ID_SIZE + 1], when[32];
+                struct key_ctx kc;
+                size_t len;
+
+                if (cairn_idset_has(&rows, ids[i]))
+                        continue;
+                k = cairn_snapshot_read_json(r, ids[i], &json, &len);
+                if (k >= 0)
+                        k = cairn_snapshot_from_json(json, len, &s);
+                if (k == -ENOMEM)
+                        break;
+                if (k < 0) {
+                        k = 0;          /* damaged: `cairn check` reports it */
+                        continue;
+                }
+                hex_encode(ids[i], CAIRN_ID_SIZE, hex);
+                cairn_time_format(s->start_ns, when, sizeof when);
+                kc = (struct key_ctx) { .start_ns = s->start_ns };
+                k = cairn_index_snapshot_foreach(t, s->job, key_taken_cb, &kc);
+                if (k < 0)
+                        break;
+                if (kc.taken) {
+                        log_warning("Snapshot file snapshots/%s (%s/%s) has no row in the index, and another "
+                                    "snapshot has its job and time; it is left as it is", hex, s->job, when);
+                        continue;
+                }
+                k = cairn_index_snapshot_put(t, s->job, s->start_ns, ids[i], json, len);
+                if (k < 0)
+                        break;
+                log_warning("Snapshot %s/%s (%.8s) had a file but no row in the index (a backup or forget was "
+                            "interrupted); its row is back", s->job, when, hex);
+                adopted++;
+        }
+        cairn_idset_release(&rows);
+        if (k >= 0 && adopted > 0)
+                k = cairn_index_txn_commit(TAKE_PTR(t));
+        if (k < 0)
+                return log_error_errno(k, "Cannot give snapshot files of %s their index rows back: %m",
+                                       cairn_repo_path(r));
+        if (ret_n)
+                *ret_n = adopted;
+        return 0;
 }
 
 struct resolve_ctx {

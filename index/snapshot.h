@@ -79,6 +79,16 @@ int cairn_snapshot_read_json(struct cairn_repo *r, const uint8_t id[CAIRN_ID_SIZ
 /* Ids of every file in snapshots/ (temporary files skipped). *ret malloc'd. */
 int cairn_snapshot_list_files(struct cairn_repo *r, uint8_t (**ret)[CAIRN_ID_SIZE], size_t *ret_n);
 
+/* Give every snapshot file without an index row its row back (one write
+ * transaction).  Such a file is what a backup leaves that died between its
+ * snapshot file and its row, or a forget between the row and the file; the
+ * files are the truth, so without this a prune would delete data a snapshot
+ * file still names.  Call it holding the repository lock exclusively (no
+ * backup may be between the two steps): prune and forget do.  Damaged
+ * files are skipped (`cairn check` reports them).  *ret_n (may be NULL):
+ * how many rows were added.  -ENOMEM, -EIO, -ENOSPC. */
+int cairn_snapshot_adopt_orphans(struct cairn_repo *r, unsigned *ret_n);
+
 /* Delete a snapshot's file and index row. */
 int cairn_snapshot_forget(struct cairn_repo *r, const struct cairn_snapshot *s, const uint8_t id[CAIRN_ID_SIZE]);
 

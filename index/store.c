@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fault.h"
 #include "log.h"
 #include "pack.h"
 #include "repo.h"
@@ -279,11 +280,15 @@ int cairn_store_flush(struct cairn_store *s) {
         }
         for (size_t i = 0; k >= 0 && i < s->n_meta; i++)
                 k = index_meta(t, &s->meta[i]);
-        if (k >= 0)
+        if (k >= 0) {
+                cairn_fault_point("store.before-index-commit");
                 k = cairn_index_txn_commit(TAKE_PTR(t));
+        }
         pending_clear(s);
         if (k < 0)
-                return log_error_errno(k, "Cannot record a new pack in the index: %m");
+                return log_error_errno(k, "Cannot record new pack %s/%s in the index %s/index: %m",
+                                       cairn_repo_path(s->repo), path, cairn_repo_path(s->repo));
+        cairn_fault_point("store.after-index-commit");
         s->stats.packs_written++;
 
         cairn_index_txn_reset(s->rtxn);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "crypto.h"
+#include "fault.h"
 #include "util.h"
 
 char *hex_encode(const uint8_t *in, size_t n, char *out) {
@@ -147,12 +148,15 @@ int write_file_atomic_at(int dirfd, const char *dir, const char *name, const voi
         r = write_full(fd, data, n);
         if (r >= 0 && fsync(fd) < 0)
                 r = -errno;
+        if (r >= 0)
+                cairn_fault_point("atomic-write.tmp-written");
         if (r >= 0 && renameat(dirfd, tmp, dirfd, final) < 0)
                 r = -errno;
         if (r < 0) {
                 (void) unlinkat(dirfd, tmp, 0);
                 return r;
         }
+        cairn_fault_point("atomic-write.renamed");
         return fsync_dir_at(dirfd, dir);
 }
 

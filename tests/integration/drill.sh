@@ -187,6 +187,14 @@ assert j["snapshots"] == 2 and j["drill"]["last"]["snapshot"] == os.environ["SNA
 tap_ok $? "the drill of run --drills ran on the new snapshot"
 no_mounts_left "run --drills"
 test "$(posts)" = 1; tap_ok $? "no more POSTs (got $(posts))"
+# What cairn-drill.timer runs: every configured drill, no backup.
+before=$("$CAIRN" snapshots --json pgdb | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+expect 0 "cairn verify --all: the drill of every job that has one" -- "$CAIRN" verify --all -v
+contains "restored: $src" "$out" "the drill ran and restored the rows"
+after=$("$CAIRN" snapshots --json pgdb | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+test "$after" = "$before"; tap_ok $? "and made no backup ($before snapshots before, $after after)"
+no_mounts_left "verify --all"
+expect 2 "verify --all with a job is a usage error" -- "$CAIRN" verify --all pgdb
 
 # ---- the packaged example drill ----
 cp "$(dirname "$0")/../../packaging/drills/pgdb.sh" "$T/example.sh" && chmod 644 "$T/example.sh"
