@@ -110,8 +110,13 @@ int cairn_hkdf(const uint8_t *ikm, size_t ikm_len, const char *info, uint8_t *ou
 
 int cairn_scrypt(const char *pass, size_t pass_len, const uint8_t *salt, size_t salt_len,
                  uint64_t N, uint32_t r, uint32_t p, uint8_t out[CAIRN_KEY_SIZE]) {
-        if (N < 2 || (N & (N - 1)) || r == 0 || p == 0 || N > (UINT64_C(1) << 24) || r > 64 || p > 64)
+        if (N < 2 || (N & (N - 1)) || r == 0 || p == 0 || N > (UINT64_C(1) << 24) || r > 64 || p > 16)
                 return -EINVAL;
+        /* A key file is input like any other (an offsite copy may be
+         * tampered with): parameters asking for more than 2 GiB of work
+         * memory are refused, not tried. */
+        if (128 * N * r > (UINT64_C(2) << 30))
+                return -E2BIG;
         /* 128·N·r bytes of work memory, plus slack. */
         uint64_t maxmem = 128 * N * r * 2 + (UINT64_C(1) << 20);
         if (EVP_PBE_scrypt(pass, pass_len, salt, salt_len, N, r, p, maxmem, out, CAIRN_KEY_SIZE) != 1)

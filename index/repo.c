@@ -399,6 +399,11 @@ static int keys_unlock(struct cairn_repo *r, const char *pass) {
                         continue;
                 tried++;
                 q = cairn_scrypt(pass, strlen(pass), kf.salt, sizeof kf.salt, kf.n, kf.r, kf.p, wrap);
+                if (q == -E2BIG) {
+                        log_error("%s: scrypt N=%" PRIu64 " r=%u needs %" PRIu64 " MiB of memory, more than the "
+                                  "2048 MiB allowed (a damaged key file?)", file, kf.n, kf.r, 128 * kf.n * kf.r >> 20);
+                        continue;
+                }
                 if (q < 0) {
                         log_error_errno(q, "%s: bad scrypt parameters", file);
                         continue;

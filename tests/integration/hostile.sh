@@ -404,4 +404,12 @@ tap_ok $? "v2: nothing in the repository changed (files, sizes, modes, times, co
 sed 's/^/#   /' "$T/v2.diff" | head -20
 test ! -e "$V/restored" && test ! -e "$V/export.tar"; tap_ok $? "v2: restore and export wrote nothing either"
 
+# ---- a key file asking scrypt for 16 GiB (tampered offsite copy) ----
+printf 'kdf test\n' > "$T/kdf-pw"
+expect 0 "init an encrypted repository for the key-file test" -- "$CAIRN" -r "$T/kdf-repo" --password-file "$T/kdf-pw" init --scrypt-n 1024
+kf=$(ls "$T"/kdf-repo/keys/* | head -n 1)
+sed -i 's/^scrypt-n = .*/scrypt-n = 16777216/' "$kf"
+expect 1 "a key file asking for 16 GiB of scrypt memory is refused" -- timeout 60 "$CAIRN" -r "$T/kdf-repo" --password-file "$T/kdf-pw" snapshots
+contains "more than the 2048 MiB allowed" "$err" "and the message names the key file's demand"
+
 tap_finish
