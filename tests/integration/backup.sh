@@ -73,7 +73,7 @@ test "$count" = 1; tap_ok $? "one snapshot of app"
 
 expect 0 "restore app/latest" -- "$CAIRN" restore app --target "$T/restore1"
 R=$T/restore1$S
-diffs=$(rsync -aHAXS --numeric-ids --dry-run --itemize-changes --exclude=skip-me.tmp "$S/" "$R/" 2>&1) || true
+diffs=$(rsync -aHAXS -@-1 --numeric-ids --dry-run --itemize-changes --exclude=skip-me.tmp "$S/" "$R/" 2>&1) || true
 test -z "$diffs"; tap_ok $? "rsync -aHAXS --dry-run finds no difference between source and restore"
 [ -z "$diffs" ] || echo "$diffs" | sed 's/^/#   /' | head -20
 test ! -e "$R/skip-me.tmp"; tap_ok $? "excluded file is not in the snapshot"
@@ -201,7 +201,7 @@ contains " 0 errors" "$out" "check's summary counts no error"
 expect 0 "check --read-data after kill -9" -- "$CAIRN" check --read-data
 test -z "$out"; tap_ok $? "check is silent on success (stdout: '$out')"
 expect 0 "the earlier snapshot still restores" -- "$CAIRN" restore "${first:0:10}" --target "$T/after-kill"
-diffs=$(rsync -aHAXS --numeric-ids --dry-run --itemize-changes "$T/restore-old/dir/" "$T/after-kill$S/dir/" 2>&1) || true
+diffs=$(rsync -aHAXS -@-1 --numeric-ids --dry-run --itemize-changes "$T/restore-old/dir/" "$T/after-kill$S/dir/" 2>&1) || true
 test -z "$diffs"; tap_ok $? "byte-identical after the kill"
 expect 0 "index rebuild after the kill" -- "$CAIRN" index rebuild
 expect 0 "restore after the rebuild" -- "$CAIRN" restore app --target "$T/after-rebuild"

@@ -51,10 +51,10 @@ test -d "$P"; tap_ok $? "the source is at app/latest$S"
 
 # rsync compares type, mode, owner, group, size, mtime (ns), link targets,
 # devices, hard links, xattrs and ACLs; --checksum also reads every file.
-diffs=$(rsync -aHAXS --numeric-ids --dry-run --itemize-changes "$S/" "$P/" 2>&1)
+diffs=$(rsync -aHAXS -@-1 --numeric-ids --dry-run --itemize-changes "$S/" "$P/" 2>&1)
 test -z "$diffs"; tap_ok $? "rsync -aHAXS --dry-run finds no difference between the source and the mount"
 [ -z "$diffs" ] || echo "$diffs" | sed 's/^/#   /' | head -20
-diffs=$(rsync -aHAXS --numeric-ids --dry-run --itemize-changes --checksum "$S/" "$P/" 2>&1)
+diffs=$(rsync -aHAXS -@-1 --numeric-ids --dry-run --itemize-changes --checksum "$S/" "$P/" 2>&1)
 test -z "$diffs"; tap_ok $? "nor with --checksum (every byte read through the mount)"
 [ -z "$diffs" ] || echo "$diffs" | sed 's/^/#   /' | head -20
 
@@ -144,7 +144,7 @@ mkdir "$T/copy"
 out=$(cp -a "$P/." "$T/copy/" 2>&1); st=$?
 test "$st" -eq 0; tap_ok $? "cp -a from the mount succeeds (exit $st)"
 [ -z "$out" ] || echo "$out" | sed 's/^/#   /' | head -10
-diffs=$(rsync -aHAXS --numeric-ids --dry-run --itemize-changes --checksum "$S/" "$T/copy/" 2>&1)
+diffs=$(rsync -aHAXS -@-1 --numeric-ids --dry-run --itemize-changes --checksum "$S/" "$T/copy/" 2>&1)
 test -z "$diffs"; tap_ok $? "rsync -aHAXS --checksum finds no difference between the source and the cp -a copy"
 [ -z "$diffs" ] || echo "$diffs" | sed 's/^/#   /' | head -20
 test "$(du -k "$T/copy/sparse.img" | cut -f1)" = "$(du -k "$S/sparse.img" | cut -f1)"; tap_ok $? "du of the copied sparse file equals the source's ($(du -k "$T/copy/sparse.img" | cut -f1) KiB)"
