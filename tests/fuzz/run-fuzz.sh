@@ -30,13 +30,13 @@ tmp=$(mktemp -d "${CAIRN_TEST_TMPDIR:-/tmp}/$name.XXXXXX") && [ -d "$tmp" ] || {
 trap 'rm -rf "$tmp"' EXIT
 # The targets' own scratch repositories and files go here too.
 export TMPDIR=$tmp
-mkdir "$tmp/new" "$tmp/work"
+mkdir "$tmp/new" "$tmp/artifacts"
 
 # Artifacts outlive the run (the scratch directory does not).
 keep_artifacts() {
         local a found=1
-        for a in "$tmp"/work/crash-* "$tmp"/work/leak-* "$tmp"/work/timeout-* "$tmp"/work/oom-* \
-                 "$tmp"/work/slow-unit-*; do
+        for a in "$tmp"/artifacts/crash-* "$tmp"/artifacts/leak-* "$tmp"/artifacts/timeout-* "$tmp"/artifacts/oom-* \
+                 "$tmp"/artifacts/slow-unit-*; do
                 [ -e "$a" ] || continue
                 found=0
                 mkdir -p "${CAIRN_TEST_TMPDIR:-/tmp}/fuzz-artifacts"
@@ -51,13 +51,13 @@ files=$(find "$corpus" -type f 2>/dev/null | wc -l)
 
 if [ "$mode" = libfuzzer ]; then
         # Files (not directories) as arguments: libFuzzer runs each once.
-        (cd "$tmp/work" && find "$corpus" -type f -print0 | xargs -0 "$exe" -runs=1 -timeout=30) >"$tmp/replay.log" 2>&1
+        (cd "$tmp/artifacts" && find "$corpus" -type f -print0 | xargs -0 "$exe" -runs=1 -timeout=30) >"$tmp/replay.log" 2>&1
         rc=$?
         [ "$rc" -eq 0 ]; ok $? "$name: $files corpus files replay without a crash"
         [ "$rc" -eq 0 ] || { show "$tmp/replay.log"; keep_artifacts; }
 
-        (cd "$tmp/work" && "$exe" -runs="$runs" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-                -print_final_stats=1 -artifact_prefix="$tmp/work/" "$tmp/new" "$corpus") >"$tmp/fuzz.log" 2>&1
+        (cd "$tmp/artifacts" && "$exe" -runs="$runs" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+                -print_final_stats=1 -artifact_prefix="$tmp/artifacts/" "$tmp/new" "$corpus") >"$tmp/fuzz.log" 2>&1
         rc=$?
         done_runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$tmp/fuzz.log" | tail -n 1)
         cov=$(grep -o 'cov: [0-9]*' "$tmp/fuzz.log" | tail -n 1)
@@ -66,12 +66,12 @@ if [ "$mode" = libfuzzer ]; then
         ok $? "$name: ${done_runs:-?} runs, ${cov:-cov: ?}, no crash"
         [ "$rc" -eq 0 ] && [ "$crashed" -eq 0 ] || { show "$tmp/fuzz.log"; keep_artifacts; }
 else
-        (cd "$tmp/work" && "$exe" "$corpus") >"$tmp/replay.log" 2>&1
+        (cd "$tmp/artifacts" && "$exe" "$corpus") >"$tmp/replay.log" 2>&1
         rc=$?
         [ "$rc" -eq 0 ]; ok $? "$name: $files corpus files replay without a crash"
         [ "$rc" -eq 0 ] || show "$tmp/replay.log"
 
-        (cd "$tmp/work" && "$exe" -runs="$runs" -max_total_time="$secs" "$corpus") >"$tmp/fuzz.log" 2>&1
+        (cd "$tmp/artifacts" && "$exe" -runs="$runs" -max_total_time="$secs" "$corpus") >"$tmp/fuzz.log" 2>&1
         rc=$?
         done_runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$tmp/fuzz.log" | tail -n 1)
         [ "$rc" -eq 0 ] && [ -n "$done_runs" ]
