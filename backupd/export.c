@@ -21,6 +21,7 @@
 
 #include "export.h"
 #include "lmdb-index.h"
+#include "link-map.h"
 #include "log.h"
 #include "restore.h"
 #include "tree.h"
@@ -102,67 +103,6 @@ static const char *name_lookup(struct name_cache *c, uint32_t id, bool group) {
         return name;
 }
 
-/* Hard-link group → archive path of the member written first. */
-struct link_map {
-        struct link_slot {
-                uint64_t group;         /* 0: free */
-                char *path;
-        } *slots;
-        size_t n, cap;                  /* cap: 0 or a power of two */
-};
-
-static size_t link_hash(uint64_t group, size_t cap) {
-        return (size_t) ((group * 0x9e3779b97f4a7c15ULL) >> 17) & (cap - 1);
-}
-
-static const char *link_map_get(const struct link_map *m, uint64_t group) {
-        if (m->cap == 0)
-                return NULL;
-        for (size_t i = link_hash(group, m->cap);; i = (i + 1) & (m->cap - 1)) {
-                if (m->slots[i].group == 0)
-                        return NULL;
-                if (m->slots[i].group == group)
-                        return m->slots[i].path;
-        }
-}
-
-static void link_insert(struct link_slot *slots, size_t cap, uint64_t group, char *path) {
-        size_t i = link_hash(group, cap);
-        while (slots[i].group != 0)
-                i = (i + 1) & (cap - 1);
-        slots[i] = (struct link_slot) { group, path };
-}
-
-static int link_map_put(struct link_map *m, uint64_t group, const char *path) {
-        char *copy;
-
-        if ((m->n + 1) * 2 > m->cap) {
-                size_t cap = m->cap ? m->cap * 2 : 64;
-                struct link_slot *slots = calloc(cap, sizeof *slots);
-                if (!slots)
-                        return -ENOMEM;
-                for (size_t i = 0; i < m->cap; i++)
-                        if (m->slots[i].group != 0)
-                                link_insert(slots, cap, m->slots[i].group, m->slots[i].path);
-                free(m->slots);
-                m->slots = slots;
-                m->cap = cap;
-        }
-        copy = strdup(path);
-        if (!copy)
-                return -ENOMEM;
-        link_insert(m->slots, m->cap, group, copy);
-        m->n++;
-        return 0;
-}
-
-static void link_map_release(struct link_map *m) {
-        for (size_t i = 0; i < m->cap; i++)
-                free(m->slots[i].path);
-        free(m->slots);
-        *m = (struct link_map) { 0 };
-}
-
 struct region {
         uint64_t off, len;
 };
@@ -178,7 +118,7 @@ struct export_ctx {
         bool failed;                    /* the export failed: what libarchive still writes is dropped */
         char *path;                     /* archive path of the current entry, without a '/' at the end */
         size_t path_len, path_cap;
-        struct link_map links;
+        struct bk_link_map links;
         struct name_cache users, groups;
         uint8_t *buf;                   /* EXPORT_BLOCK bytes */
         uint8_t *zeros;                 /* EXPORT_BLOCK zero bytes: the holes */
@@ -594,7 +534,7 @@ static int export_entry(struct export_ctx *c, const char *name, size_t name_len,
         archive_entry_set_size(c->ae, 0);
 
         if (linkable(c, e))
-                first = link_map_get(&c->links, e->hardlink_group);
+                first = bk_link_map_get(&c->links, e->hardlink_group);
         if (first) {
                 /* A later name of an inode already in the archive. */
                 archive_entry_set_hardlink(c->ae, first);
@@ -641,7 +581,7 @@ static int export_entry(struct export_ctx *c, const char *name, size_t name_len,
         if (k < 0)
                 goto out;
         if (!first && linkable(c, e)) {
-                k = link_map_put(&c->links, e->hardlink_group, c->path);
+                k = bk_link_map_put(&c->links, e->hardlink_group, c->path);
                 if (k < 0)
                         goto out;
         }
@@ -787,7 +727,7 @@ out:
         free(c.buf);
         free(c.zeros);
         free(c.path);
-        link_map_release(&c.links);
+        bk_link_map_release(&c.links);
         name_cache_release(&c.users);
         name_cache_release(&c.groups);
         if (ret_stats)

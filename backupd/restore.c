@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "link-map.h"
 #include "log.h"
 #include "restore.h"
 #include "util.h"
@@ -156,72 +157,6 @@ ssize_t bk_content_pread(struct cairn_repo *r, struct cairn_txn *t, const uint8_
         return (ssize_t) done;
 }
 
-/* Hard-link groups seen so far: group id → path of the first member,
- * relative to the target directory.  Group ids are unique only within one
- * snapshot, so a map lives for one restore. */
-struct link_slot {
-        uint64_t group;          /* 0: free */
-        char *path;
-};
-
-struct link_map {
-        struct link_slot *slots;
-        size_t n, cap;           /* cap: 0 or a power of two */
-};
-
-static size_t link_hash(uint64_t group, size_t cap) {
-        return (size_t) ((group * 0x9e3779b97f4a7c15ULL) >> 17) & (cap - 1);
-}
-
-static const char *link_map_get(const struct link_map *m, uint64_t group) {
-        if (m->cap == 0)
-                return NULL;
-        for (size_t i = link_hash(group, m->cap);; i = (i + 1) & (m->cap - 1)) {
-                if (m->slots[i].group == 0)
-                        return NULL;
-                if (m->slots[i].group == group)
-                        return m->slots[i].path;
-        }
-}
-
-static void link_map_insert(struct link_slot *slots, size_t cap, uint64_t group, char *path) {
-        size_t i = link_hash(group, cap);
-        while (slots[i].group != 0)
-                i = (i + 1) & (cap - 1);
-        slots[i] = (struct link_slot) { group, path };
-}
-
-/* @group must not be in the map yet. */
-static int link_map_put(struct link_map *m, uint64_t group, const char *path) {
-        char *copy;
-
-        if ((m->n + 1) * 2 > m->cap) {
-                size_t cap = m->cap ? m->cap * 2 : 64;
-                struct link_slot *slots = calloc(cap, sizeof *slots);
-                if (!slots)
-                        return -ENOMEM;
-                for (size_t i = 0; i < m->cap; i++)
-                        if (m->slots[i].group != 0)
-                                link_map_insert(slots, cap, m->slots[i].group, m->slots[i].path);
-                free(m->slots);
-                m->slots = slots;
-                m->cap = cap;
-        }
-        copy = strdup(path);
-        if (!copy)
-                return -ENOMEM;
-        link_map_insert(m->slots, m->cap, group, copy);
-        m->n++;
-        return 0;
-}
-
-static void link_map_release(struct link_map *m) {
-        for (size_t i = 0; i < m->cap; i++)
-                free(m->slots[i].path);
-        free(m->slots);
-        *m = (struct link_map) {};
-}
-
 struct restore_ctx {
         struct cairn_repo *repo;
         struct cairn_txn *t;
@@ -231,7 +166,7 @@ struct restore_ctx {
         int target_fd;
         char *path;              /* of the entry being restored, relative to target_fd */
         size_t path_len, path_cap;
-        struct link_map links;
+        struct bk_link_map links;
         bool chown_warned;
 };
 
@@ -687,7 +622,7 @@ static int restore_entry(struct restore_ctx *c, int dirfd, const char *name, siz
 
         /* Directories cannot be hard links; a group on one is ignored. */
         if (e->hardlink_group != 0 && e->type != CAIRN_ENTRY_DIR)
-                first = link_map_get(&c->links, e->hardlink_group);
+                first = bk_link_map_get(&c->links, e->hardlink_group);
 
         if (first)
                 k = restore_hardlink(c, dirfd, cname, first, &created);
@@ -708,7 +643,7 @@ static int restore_entry(struct restore_ctx *c, int dirfd, const char *name, siz
                 }
 
         if (created && !first && e->hardlink_group != 0 && e->type != CAIRN_ENTRY_DIR) {
-                int m = link_map_put(&c->links, e->hardlink_group, c->path);
+                int m = bk_link_map_put(&c->links, e->hardlink_group, c->path);
                 if (m < 0)
                         k = log_error_errno(m, "Cannot restore into %s: %m", c->target);
         }
@@ -825,7 +760,7 @@ int bk_restore(struct cairn_repo *r, const uint8_t root[CAIRN_ID_SIZE], const ch
                 k = restore_entry(&c, target_fd, name, len, &e);
         }
 
-        link_map_release(&c.links);
+        bk_link_map_release(&c.links);
         free(c.path);
         if (ret_stats)
                 *ret_stats = c.stats;
