@@ -830,22 +830,7 @@ static int check_packs(struct check *c) {
 /* --- trees ----------------------------------------------------------------- */
 
 static int path_push(struct check *c, const char *name, size_t len, bool dir) {
-        size_t need = c->path_len + len + 2;
-
-        if (need > c->path_cap) {
-                size_t cap = MAX(need, c->path_cap * 2);
-                char *p = realloc(c->path, cap);
-                if (!p)
-                        return -ENOMEM;
-                c->path = p;
-                c->path_cap = cap;
-        }
-        memcpy(c->path + c->path_len, name, len);
-        c->path_len += len;
-        if (dir)
-                c->path[c->path_len++] = '/';
-        c->path[c->path_len] = 0;
-        return 0;
+        return path_buf_push(&c->path, &c->path_len, &c->path_cap, name, len, dir);
 }
 
 static void path_pop(struct check *c, size_t len) {

@@ -165,3 +165,22 @@ int64_t now_ns(void) {
         clock_gettime(CLOCK_REALTIME, &ts);
         return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+int path_buf_push(char **buf, size_t *len, size_t *cap, const char *name, size_t name_len, bool dir) {
+        size_t need = *len + name_len + 2;
+
+        if (need > *cap) {
+                size_t ncap = MAX(need, *cap * 2);
+                char *p = realloc(*buf, ncap);
+                if (!p)
+                        return -ENOMEM;
+                *buf = p;
+                *cap = ncap;
+        }
+        memcpy(*buf + *len, name, name_len);
+        *len += name_len;
+        if (dir)
+                (*buf)[(*len)++] = '/';
+        (*buf)[*len] = 0;
+        return 0;
+}

@@ -92,5 +92,10 @@ int fsync_dir_at(int dirfd, const char *path);
 /* mkdir that treats EEXIST as success. */
 int mkdir_at_p(int dirfd, const char *path, mode_t mode);
 
+/* Append @name (@len bytes) and, when @dir, a '/' to the NUL-terminated
+ * path *buf of *len bytes in a buffer of *cap bytes (grown as needed).
+ * Walks of a tree use it for the path they report. 0 or -ENOMEM. */
+int path_buf_push(char **buf, size_t *len, size_t *cap, const char *name, size_t name_len, bool dir);
+
 /* Nanoseconds since the epoch (CLOCK_REALTIME). */
 int64_t now_ns(void);

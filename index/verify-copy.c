@@ -156,22 +156,7 @@ static char *snapshot_file(const uint8_t id[CAIRN_ID_SIZE], char *buf, size_t si
 }
 
 static int path_push(struct verify *v, const char *name, size_t len, bool dir) {
-        size_t need = v->path_len + len + 2;
-
-        if (need > v->path_cap) {
-                size_t cap = MAX(need, v->path_cap * 2);
-                char *p = realloc(v->path, cap);
-                if (!p)
-                        return -ENOMEM;
-                v->path = p;
-                v->path_cap = cap;
-        }
-        memcpy(v->path + v->path_len, name, len);
-        v->path_len += len;
-        if (dir)
-                v->path[v->path_len++] = '/';
-        v->path[v->path_len] = 0;
-        return 0;
+        return path_buf_push(&v->path, &v->path_len, &v->path_cap, name, len, dir);
 }
 
 static void path_pop(struct verify *v, size_t len) {
