@@ -145,6 +145,28 @@ static int load_config(struct opts *o, bool required) {
         return k;
 }
 
+/* The key cache lifetime: $CAIRN_KEY_CACHE, else the config's key-cache,
+ * else the default (0).  The result is also left in $CAIRN_KEY_CACHE so
+ * that cairnfs started by mount and verify uses the same. */
+static int key_cache_setting(const struct opts *o, int *ret) {
+        const char *e = getenv("CAIRN_KEY_CACHE");
+        char buf[32];
+
+        *ret = 0;
+        if (e && *e) {
+                if (cairn_key_cache_parse(e, ret) < 0)
+                        return log_error_errno(-EINVAL, "$CAIRN_KEY_CACHE: \"%s\" is not \"off\" or a duration "
+                                               "up to 30d (like 12h or 1d)", e);
+                return 0;
+        }
+        if (o->config && o->config->pass.key_cache != 0) {
+                *ret = o->config->pass.key_cache;
+                snprintf(buf, sizeof buf, *ret < 0 ? "off" : "%d", *ret);
+                setenv("CAIRN_KEY_CACHE", buf, 1);
+        }
+        return 0;
+}
+
 static int open_repo_as(struct opts *o, bool for_rebuild, struct cairn_repo **ret) {
         struct cairn_pass_source pass = o->pass;
         int k;
@@ -162,6 +184,9 @@ static int open_repo_as(struct opts *o, bool for_rebuild, struct cairn_repo **re
         }
         if (pass.kind == CAIRN_PASS_NONE && o->config)
                 pass = o->config->pass;
+        k = key_cache_setting(o, &pass.key_cache);
+        if (k < 0)
+                return k;
         o->pass = pass;
         k = for_rebuild ? cairn_repo_open_for_rebuild(o->repo, &pass, ret) : cairn_repo_open(o->repo, &pass, ret);
         if (k == -EPROTONOSUPPORT)
@@ -1737,8 +1762,10 @@ static int cmd_mount(struct opts *o, int argc, char **argv) {
         }
         if (o->pass.kind == CAIRN_PASS_NONE && o->config)
                 o->pass = o->config->pass;
+        if (key_cache_setting(o, &o->pass.key_cache) < 0)
+                return EXIT_FAIL;
 
-        /* cairnfs reads $CAIRN_PASSWORD itself; files and commands are passed on. */
+        /* cairnfs reads $CAIRN_PASSWORD and $CAIRN_KEY_CACHE itself; files and commands are passed on. */
         if (o->pass.kind == CAIRN_PASS_FILE || o->pass.kind == CAIRN_PASS_COMMAND) {
                 _cleanup_free_ char *v = escape_option(o->pass.value);
                 if (!v || asprintf(&passopt, "%s=%s", o->pass.kind == CAIRN_PASS_FILE ? "password_file" : "password_command", v) < 0)
@@ -1786,6 +1813,8 @@ static int cairnfs_pass_options(struct opts *o, char **ret) {
 
         if (o->pass.kind == CAIRN_PASS_NONE && o->config)
                 o->pass = o->config->pass;
+        if (key_cache_setting(o, &o->pass.key_cache) < 0)
+                return -EINVAL;
         if (o->pass.kind == CAIRN_PASS_FILE || o->pass.kind == CAIRN_PASS_COMMAND) {
                 v = escape_option(o->pass.value);
                 if (!v || asprintf(ret, "%s=%s", o->pass.kind == CAIRN_PASS_FILE ? "password_file" : "password_command",

@@ -53,6 +53,7 @@ enum key_id {
         KEY_PASSWORD_COMMAND,
         KEY_COMPRESSION,
         KEY_ENCRYPTION,
+        KEY_KEY_CACHE,
         KEY_JOB_PATH,
         KEY_EXCLUDE,
         KEY_ONE_FILE_SYSTEM,
@@ -86,6 +87,7 @@ static const struct key_def {
         [KEY_PASSWORD_COMMAND] = { "password-command", SEC_REPOSITORY, false },
         [KEY_COMPRESSION]      = { "compression",      SEC_REPOSITORY, false },
         [KEY_ENCRYPTION]       = { "encryption",       SEC_REPOSITORY, false },
+        [KEY_KEY_CACHE]        = { "key-cache",        SEC_REPOSITORY, false },
         [KEY_JOB_PATH]         = { "path",             SEC_JOB,        true },
         [KEY_EXCLUDE]          = { "exclude",          SEC_JOB,        true },
         [KEY_ONE_FILE_SYSTEM]  = { "one-file-system",  SEC_JOB,        false },
@@ -440,6 +442,10 @@ static int handle_repository_key(struct parser *p, enum key_id key, const char *
                         key_error(p, key, "\"%s\" is not a zstd level from 1 to 19", value);
                 else
                         c->compression = (int) v;
+                return 0;
+        case KEY_KEY_CACHE:
+                if (cairn_key_cache_parse(value, &c->pass.key_cache) < 0)
+                        key_error(p, key, "\"%s\" is not \"off\" or a duration up to 30d (like 12h or 1d)", value);
                 return 0;
         case KEY_ENCRYPTION:
                 if (parse_bool(value, &b) < 0)

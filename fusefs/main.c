@@ -58,6 +58,9 @@ static const char usage_text[] =
         "       allow_other            let other users (and containers) use the mount; the stored\n"
         "                              modes and owners still decide who reads what\n"
         "       no_default_permissions do not let the kernel check the stored modes (default: it does)\n"
+        "       key_cache=TIME|off     keep the unlocked key in the kernel keyring for TIME (like\n"
+        "                              12h; default 1d, else $CAIRN_KEY_CACHE): the next mount or\n"
+        "                              backup with the same passphrase skips the slow key derivation\n"
         "       cache_size=MIB         decoded chunk cache, 16 or more (default 128)\n"
         "       readahead=N            chunks decoded ahead of a sequential reader (default 4; 0: off)\n"
         "       threads=N              request threads (default 2)\n"
@@ -80,6 +83,8 @@ struct options {
         struct cairn_pass_source pass;
         bool allow_other, allow_root, default_permissions, noexec;
         unsigned cache_mib, readahead, threads;
+        int key_cache;                  /* cairn_pass_source.key_cache */
+        bool key_cache_set;
         char *fsname;
         char *option_lists[16];          /* copies of the -o arguments */
         unsigned n_option_lists;
@@ -129,7 +134,14 @@ static int parse_option(struct options *o, char *opt) {
                 o->pass = (struct cairn_pass_source) { CAIRN_PASS_FILE, v };
         else if (streq(opt, "password_command") && v && *v)
                 o->pass = (struct cairn_pass_source) { CAIRN_PASS_COMMAND, v };
-        else if (streq(opt, "cache_size") && v)
+        else if (streq(opt, "key_cache") && v) {
+                if (cairn_key_cache_parse(v, &o->key_cache) < 0) {
+                        log_error("Mount option key_cache: \"%s\" is not \"off\" or a duration up to 30d "
+                                  "(like 12h or 1d)", v);
+                        return -EINVAL;
+                }
+                o->key_cache_set = true;
+        } else if (streq(opt, "cache_size") && v)
                 return parse_uint(opt, v, 16, 1u << 20, &o->cache_mib);
         else if (streq(opt, "readahead") && v)
                 return parse_uint(opt, v, 0, 64, &o->readahead);
@@ -455,6 +467,12 @@ static int request_loop(struct fuse_session *se, unsigned n) {
 }
 
 static void snapshot_passphrase(struct options *o) {
+        const char *e = getenv("CAIRN_KEY_CACHE");
+
+        if (!o->key_cache_set && e && *e && cairn_key_cache_parse(e, &o->key_cache) < 0) {
+                log_warning("$CAIRN_KEY_CACHE: \"%s\" is not \"off\" or a duration; the key is not cached", e);
+                o->key_cache = -1;
+        }
         if (o->pass.kind != CAIRN_PASS_NONE)
                 return;
         if (getenv("CAIRN_PASSWORD_FILE"))
@@ -521,6 +539,7 @@ int main(int argc, char **argv) {
                         return 1;
         }
 
+        o.pass.key_cache = o.key_cache;
         r = cairn_repo_open(o.repo, &o.pass, &ctx.repo);
         if (r < 0) {
                 if (r == -ENOENT)

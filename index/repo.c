@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "fault.h"
+#include "keyring.h"
 #include "log.h"
 #include "pack.h"
 #include "repo-private.h"
@@ -137,6 +139,7 @@ static char *trim(char *s) {
         return s;
 }
 
+/* @file: for messages; NULL: errors are returned, not logged. */
 static int parse_kv(const char *file, char *text, kv_cb cb, void *userdata) {
         unsigned line = 0;
         char *next;
@@ -156,15 +159,15 @@ static int parse_kv(const char *file, char *text, kv_cb cb, void *userdata) {
                         continue;
                 eq = strchr(l, '=');
                 if (!eq)
-                        return log_error_errno(-EBADMSG, "%s: line %u: expected \"key = value\"", file, line);
+                        return !file ? -EBADMSG : log_error_errno(-EBADMSG, "%s: line %u: expected \"key = value\"", file, line);
                 *eq = 0;
                 key = trim(l);
                 value = trim(eq + 1);
                 r = cb(key, value, userdata);
                 if (r == -EINVAL)
-                        return log_error_errno(-EBADMSG, "%s: line %u: bad value for \"%s\": \"%s\"", file, line, key, value);
+                        return !file ? -EBADMSG : log_error_errno(-EBADMSG, "%s: line %u: bad value for \"%s\": \"%s\"", file, line, key, value);
                 if (r == -ENOENT)
-                        return log_error_errno(-EBADMSG, "%s: line %u: unknown key \"%s\"", file, line, key);
+                        return !file ? -EBADMSG : log_error_errno(-EBADMSG, "%s: line %u: unknown key \"%s\"", file, line, key);
                 if (r < 0)
                         return r;
         }
@@ -363,13 +366,121 @@ static int derive_subkeys(struct cairn_repo *r, const uint8_t master[CAIRN_KEY_S
         return k;
 }
 
-/* Try every key file under keys/ with @pass. */
-static int keys_unlock(struct cairn_repo *r, const char *pass) {
+int cairn_key_cache_parse(const char *s, int *ret_seconds) {
+        unsigned long long n;
+        unsigned mult = 1;
+        char *end;
+
+        if (streq(s, "off") || streq(s, "no") || streq(s, "0")) {
+                *ret_seconds = -1;
+                return 0;
+        }
+        if (s[0] < '0' || s[0] > '9')
+                return -EINVAL;
+        errno = 0;
+        n = strtoull(s, &end, 10);
+        if (errno || end == s)
+                return -EINVAL;
+        if (*end) {
+                switch (*end) {
+                case 's': mult = 1; break;
+                case 'm': mult = 60; break;
+                case 'h': mult = 3600; break;
+                case 'd': mult = 86400; break;
+                default: return -EINVAL;
+                }
+                if (end[1])
+                        return -EINVAL;
+        }
+        if (n == 0 || n > 30ull * 86400 / mult)
+                return -EINVAL;
+        *ret_seconds = (int) (n * mult);
+        return 0;
+}
+
+/* The key that seals the cached master key: HKDF over the passphrase, the
+ * repository id and the key file (salt and sealed key), so an entry opens
+ * only with the passphrase and only while that key file is unchanged. */
+static int cache_wrap_key(const struct cairn_repo *r, const char *pass, const struct keyfile *kf,
+                          uint8_t ret[CAIRN_KEY_SIZE]) {
+        size_t pl = strlen(pass), n = pl + sizeof r->id + sizeof kf->salt + sizeof kf->sealed;
+        uint8_t *ikm = malloc(n);
+        int k;
+
+        if (!ikm)
+                return -ENOMEM;
+        memcpy(ikm, pass, pl);
+        memcpy(ikm + pl, r->id, sizeof r->id);
+        memcpy(ikm + pl + sizeof r->id, kf->salt, sizeof kf->salt);
+        memcpy(ikm + pl + sizeof r->id + sizeof kf->salt, kf->sealed, sizeof kf->sealed);
+        k = cairn_hkdf(ikm, n, "cairn v1 key cache", ret, CAIRN_KEY_SIZE);
+        OPENSSL_cleanse(ikm, n);
+        free(ikm);
+        return k;
+}
+
+static void cache_name(const struct cairn_repo *r, char ret[6 + 2 * CAIRN_REPO_ID_SIZE + 1]) {
+        char hex[2 * CAIRN_REPO_ID_SIZE + 1];
+        snprintf(ret, 6 + 2 * CAIRN_REPO_ID_SIZE + 1, "cairn:%s", hex_encode(r->id, sizeof r->id, hex));
+}
+
+#define CACHE_ENTRY_SIZE (CAIRN_KEY_SIZE + CAIRN_AEAD_OVERHEAD)
+
+/* Read and parse key file @name of @dfd (its path @file for messages). */
+static int keyfile_load(int dfd, const char *name, const char *file, struct keyfile *kf) {
+        _cleanup_free_ char *text = NULL;
+        int q;
+
+        q = read_file_at(dfd, name, KEYFILE_MAX, &text, NULL);
+        if (q < 0)
+                return log_warning_errno(q, "Cannot read key file %s: %m", file);
+        q = parse_kv(file, text, keyfile_cb, kf);
+        if (q >= 0 && !(kf->have_kdf && kf->have_key && kf->have_salt && kf->n && kf->r && kf->p))
+                q = log_error_errno(-EBADMSG, "%s: incomplete key file", file);
+        return q;
+}
+
+/* Open the master key sealed in @sealed under @wrap; on success derive the
+ * subkeys, and when @cache_s, keep it in the keyring as @name. */
+static int master_open(struct cairn_repo *r, const char *pass, const struct keyfile *kf, const uint8_t *sealed,
+                       size_t sealed_len, uint8_t wrap[CAIRN_KEY_SIZE], const char *name, unsigned cache_s) {
+        uint8_t master[CAIRN_KEY_SIZE];
+        int k;
+
+        k = cairn_aead_open(wrap, r->id, sizeof r->id, sealed, sealed_len, master);
+        OPENSSL_cleanse(wrap, CAIRN_KEY_SIZE);
+        if (k < 0)
+                return -EACCES;
+        k = derive_subkeys(r, master);
+        if (k >= 0 && cache_s > 0 && cache_wrap_key(r, pass, kf, wrap) >= 0) {
+                uint8_t entry[CACHE_ENTRY_SIZE];
+                if (cairn_aead_seal(wrap, r->id, sizeof r->id, master, CAIRN_KEY_SIZE, entry) >= 0)
+                        (void) cairn_keyring_put(name, entry, sizeof entry, cache_s);
+                OPENSSL_cleanse(wrap, CAIRN_KEY_SIZE);
+                OPENSSL_cleanse(entry, sizeof entry);
+        }
+        OPENSSL_cleanse(master, sizeof master);
+        return k;
+}
+
+/* Try every key file under keys/ with @pass: first all of them against the
+ * keyring's entry (an HKDF each), then each with scrypt. */
+static int keys_unlock(struct cairn_repo *r, const char *pass, int key_cache) {
         _cleanup_close_ int kfd = -1;
+        uint8_t cached[CACHE_ENTRY_SIZE];
+        char name[6 + 2 * CAIRN_REPO_ID_SIZE + 1];
+        ssize_t cached_len = -ENOKEY;
+        unsigned cache_s = key_cache == 0 ? CAIRN_KEY_CACHE_DEFAULT : key_cache > 0 ? (unsigned) key_cache : 0;
         DIR *d;
         struct dirent *de;
         int k = -EACCES;
         unsigned tried = 0;
+
+        cache_name(r, name);
+        if (cache_s > 0)
+                cached_len = cairn_keyring_get(name, cached, sizeof cached);
+        else
+                (void) cairn_keyring_forget(name);
 
         kfd = openat(r->fd, "keys", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (kfd < 0)
@@ -377,45 +488,52 @@ static int keys_unlock(struct cairn_repo *r, const char *pass) {
         d = fdopendir(TAKE_FD(kfd));
         if (!d)
                 return -errno;
-        while ((de = readdir(d))) {
-                _cleanup_free_ char *text = NULL;
-                struct keyfile kf = { 0 };
-                uint8_t wrap[CAIRN_KEY_SIZE], master[CAIRN_KEY_SIZE];
-                char file[4400];
-                int q;
+        for (int pass_no = cached_len == CACHE_ENTRY_SIZE ? 0 : 1; pass_no < 2 && k == -EACCES; pass_no++) {
+                rewinddir(d);
+                while ((de = readdir(d))) {
+                        struct keyfile kf = { 0 };
+                        uint8_t wrap[CAIRN_KEY_SIZE];
+                        char file[4400];
+                        int q;
 
-                if (de->d_name[0] == '.')
-                        continue;
-                snprintf(file, sizeof file, "%s/keys/%s", r->path, de->d_name);
-                q = read_file_at(dirfd(d), de->d_name, KEYFILE_MAX, &text, NULL);
-                if (q < 0) {
-                        log_warning_errno(q, "Cannot read key file %s: %m", file);
-                        continue;
+                        if (de->d_name[0] == '.')
+                                continue;
+                        snprintf(file, sizeof file, "%s/keys/%s", r->path, de->d_name);
+                        if (pass_no == 0) {
+                                /* Quietly: the scrypt pass reports bad files. */
+                                _cleanup_free_ char *text = NULL;
+                                if (read_file_at(dirfd(d), de->d_name, KEYFILE_MAX, &text, NULL) < 0)
+                                        continue;
+                                if (parse_kv(NULL, text, keyfile_cb, &kf) < 0 || !kf.have_key || !kf.have_salt)
+                                        continue;
+                                if (cache_wrap_key(r, pass, &kf, wrap) < 0)
+                                        continue;
+                                /* A hit needs no new entry: it expires as set. */
+                                k = master_open(r, pass, &kf, cached, sizeof cached, wrap, name, 0);
+                                if (k != -EACCES)
+                                        break;
+                                continue;
+                        }
+                        if (keyfile_load(dirfd(d), de->d_name, file, &kf) < 0)
+                                continue;
+                        tried++;
+                        q = cairn_scrypt(pass, strlen(pass), kf.salt, sizeof kf.salt, kf.n, kf.r, kf.p, wrap);
+                        if (q == -E2BIG) {
+                                log_error("%s: scrypt N=%" PRIu64 " r=%u needs %" PRIu64 " MiB of memory, more than "
+                                          "the 2048 MiB allowed (a damaged key file?)", file, kf.n, kf.r,
+                                          128 * kf.n * kf.r >> 20);
+                                continue;
+                        }
+                        if (q < 0) {
+                                log_error_errno(q, "%s: bad scrypt parameters", file);
+                                continue;
+                        }
+                        k = master_open(r, pass, &kf, kf.sealed, sizeof kf.sealed, wrap, name, cache_s);
+                        if (k != -EACCES)
+                                break;
                 }
-                q = parse_kv(file, text, keyfile_cb, &kf);
-                if (q >= 0 && !(kf.have_kdf && kf.have_key && kf.have_salt && kf.n && kf.r && kf.p))
-                        q = log_error_errno(-EBADMSG, "%s: incomplete key file", file);
-                if (q < 0)
-                        continue;
-                tried++;
-                q = cairn_scrypt(pass, strlen(pass), kf.salt, sizeof kf.salt, kf.n, kf.r, kf.p, wrap);
-                if (q == -E2BIG) {
-                        log_error("%s: scrypt N=%" PRIu64 " r=%u needs %" PRIu64 " MiB of memory, more than the "
-                                  "2048 MiB allowed (a damaged key file?)", file, kf.n, kf.r, 128 * kf.n * kf.r >> 20);
-                        continue;
-                }
-                if (q < 0) {
-                        log_error_errno(q, "%s: bad scrypt parameters", file);
-                        continue;
-                }
-                q = cairn_aead_open(wrap, r->id, sizeof r->id, kf.sealed, sizeof kf.sealed, master);
-                OPENSSL_cleanse(wrap, sizeof wrap);
-                if (q < 0)
-                        continue;
-                k = derive_subkeys(r, master);
-                OPENSSL_cleanse(master, sizeof master);
-                break;
         }
+        OPENSSL_cleanse(cached, sizeof cached);
         closedir(d);
         if (k == -EACCES)
                 return log_error_errno(k, tried ? "Wrong passphrase for repository %s (no key file in keys/ opens "
@@ -615,7 +733,7 @@ static int repo_open(const char *path, const struct cairn_pass_source *pass, boo
                 k = cairn_passphrase_read(pass, &pw);
                 if (k < 0)
                         return k;
-                k = keys_unlock(r, pw);
+                k = keys_unlock(r, pw, pass->key_cache);
                 if (k < 0)
                         return k;
         }

@@ -50,10 +50,24 @@ enum cairn_pass_kind {
         CAIRN_PASS_STRING,    /* value: the passphrase itself (tests, prompts) */
 };
 
+/* An encrypted repository opened with the right passphrase keeps its
+ * master key in the kernel's user keyring (keyring.h) for key_cache
+ * seconds, sealed under a key derived from the passphrase, the repository
+ * id and the key file that opened it: opening it again with the same
+ * passphrase skips scrypt (~150 ms); a wrong passphrase still fails, and a
+ * changed or removed key file no longer matches. */
+#define CAIRN_KEY_CACHE_DEFAULT (24 * 3600)
+
 struct cairn_pass_source {
         enum cairn_pass_kind kind;
         const char *value;
+        int key_cache;        /* seconds; 0: CAIRN_KEY_CACHE_DEFAULT; < 0: not cached (and forgotten) */
 };
+
+/* Parse a key_cache setting: "off", "no" or "0" (-1: not cached), or a
+ * duration N with an optional unit s, m, h, d (at most 30 days).
+ * -EINVAL otherwise. */
+int cairn_key_cache_parse(const char *s, int *ret_seconds);
 
 /* Obtain the passphrase; *ret malloc'd (caller wipes and frees).
  * Errors are logged naming the file / variable / command:

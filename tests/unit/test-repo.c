@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "keyring.h"
 #include "log.h"
 #include "repo.h"
 #include "tap.h"
@@ -136,6 +137,110 @@ static void test_encrypted(const char *tmp) {
         }
 }
 
+/* Replace the first @from in FILE by @to. */
+static bool edit_file(const char *file, const char *from, const char *to) {
+        _cleanup_free_ char *text = NULL, *out = NULL;
+        char *at;
+
+        if (read_file_at(AT_FDCWD, file, 65536, &text, NULL) < 0 || !(at = strstr(text, from)))
+                return false;
+        *at = 0;
+        if (asprintf(&out, "%s%s%s", text, to, at + strlen(from)) < 0)
+                return false;
+        write_text(file, out);
+        return true;
+}
+
+static char *only_key_file(const char *repo) {
+        _cleanup_free_ char *keys = path_in(repo, "keys");
+        DIR *d = opendir(keys);
+        struct dirent *de;
+        char *kf = NULL;
+
+        while (d && (de = readdir(d)))
+                if (de->d_name[0] != '.' && !kf)
+                        kf = path_in(keys, de->d_name);
+        if (d)
+                closedir(d);
+        return kf;
+}
+
+static void test_key_cache(const char *tmp) {
+        _cleanup_free_ char *repo = path_in(tmp, "cached"), *cfg = path_in(repo, "config"), *kf = NULL;
+        _cleanup_free_ char *text = NULL;
+        struct cairn_repo_params p = fast_params(true);
+        struct cairn_pass_source right = { CAIRN_PASS_STRING, "correct horse" };
+        struct cairn_pass_source wrong = { CAIRN_PASS_STRING, "battery staple" };
+        struct cairn_pass_source right_nocache = { CAIRN_PASS_STRING, "correct horse", .key_cache = -1 };
+        struct cairn_repo *r = NULL;
+        char name[80] = "cairn:", *id;
+        uint8_t buf[256];
+        static const struct {
+                const char *s;
+                int k, seconds;
+        } parse[] = {
+                { "off", 0, -1 }, { "no", 0, -1 }, { "0", 0, -1 }, { "90", 0, 90 }, { "90s", 0, 90 },
+                { "12h", 0, 43200 }, { "1d", 0, 86400 }, { "5m", 0, 300 }, { "30d", 0, 30 * 86400 },
+                { "31d", -EINVAL, 0 }, { "", -EINVAL, 0 }, { "x", -EINVAL, 0 }, { "5q", -EINVAL, 0 },
+                { "-1", -EINVAL, 0 }, { "1dd", -EINVAL, 0 }, { "0s", -EINVAL, 0 }, { "yes", -EINVAL, 0 },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(parse); i++) {
+                int v = 12345, k = cairn_key_cache_parse(parse[i].s, &v);
+                ok(k == parse[i].k && (k < 0 || v == parse[i].seconds), "key_cache \"%s\": %d, %d",
+                   parse[i].s, k, v);
+        }
+
+        is(cairn_repo_create(repo, &p, &right), 0, "create a repository for the key cache");
+        kf = only_key_file(repo);
+        read_file_at(AT_FDCWD, cfg, 65536, &text, NULL);
+        id = text ? strstr(text, "\nid = ") : NULL;
+        ok(id != NULL, "its config has an id");
+        if (!id || !kf)
+                return;
+        snprintf(name + 6, 33, "%s", id + 6);
+        (void) cairn_keyring_forget(name);
+
+        is(cairn_repo_open(repo, &right_nocache, &r), 0, "opens with key_cache off");
+        r = cairn_repo_free(r);
+        is(cairn_keyring_get(name, buf, sizeof buf), -ENOKEY, "and leaves nothing in the keyring");
+
+        is(cairn_repo_open(repo, &right, &r), 0, "opens with the default key cache");
+        r = cairn_repo_free(r);
+        is(cairn_keyring_get(name, buf, sizeof buf), 32 + 28, "the keyring holds %s: the master key, sealed", name);
+        ok(memmem(buf, sizeof buf, "correct horse", 13) == NULL, "not the passphrase");
+
+        /* With other scrypt parameters the KDF gives another wrap key: the
+         * key file no longer opens by scrypt, so opening now shows which
+         * path was taken. */
+        ok(edit_file(kf, "scrypt-n = 1024", "scrypt-n = 2048"), "change the key file's scrypt N");
+        is(cairn_repo_open(repo, &right, &r), 0, "the right passphrase opens from the keyring, without scrypt");
+        ok(r && cairn_codec_encrypted(cairn_repo_codec(r)), "with the keys");
+        r = cairn_repo_free(r);
+        is(cairn_repo_open(repo, &wrong, &r), -EACCES, "a wrong passphrase still does not open");
+        ok(strstr(test_last_log, "Wrong passphrase") != NULL, "saying so: \"%s\"", test_last_log);
+        is(cairn_repo_open(repo, &right_nocache, &r), -EACCES, "with key_cache off scrypt runs (and fails here)");
+        is(cairn_keyring_get(name, buf, sizeof buf), -ENOKEY, "and key_cache off forgets the entry");
+
+        ok(edit_file(kf, "scrypt-n = 2048", "scrypt-n = 1024"), "restore the key file");
+        is(cairn_repo_open(repo, &right, &r), 0, "open again: cached again");
+        r = cairn_repo_free(r);
+        ok(edit_file(kf, "salt = ", "salt = 00") && edit_file(kf, "salt = 00", "salt = ") &&
+           edit_file(kf, "scrypt-n = 1024", "scrypt-n = 2048"), "change N again");
+        {
+                _cleanup_free_ char *kt = NULL;
+                read_file_at(AT_FDCWD, kf, 65536, &kt, NULL);
+                char *salt = kt ? strstr(kt, "salt = ") : NULL;
+                if (salt) {
+                        salt[7] = salt[7] == '0' ? '1' : '0';   /* another salt: another key file */
+                        write_text(kf, kt);
+                }
+                ok(salt != NULL, "and change its salt");
+        }
+        is(cairn_repo_open(repo, &right, &r), -EACCES, "an entry made for another key file does not open");
+        (void) cairn_keyring_forget(name);
+}
+
 static void test_unencrypted_and_config(const char *tmp) {
         _cleanup_free_ char *repo = path_in(tmp, "plain"), *cfg = path_in(repo, "config");
         _cleanup_free_ char *text = NULL, *other = path_in(tmp, "notempty"), *junk = path_in(other, "x");
@@ -250,6 +355,7 @@ int main(void) {
 
         cairn_log_set_handler(test_log_capture, NULL);
         test_encrypted(tmp);
+        test_key_cache(tmp);
         test_unencrypted_and_config(tmp);
         test_locks(tmp);
         test_rm_rf(tmp);
