@@ -56,5 +56,7 @@ int cairn_keyring_forget(const char *name) {
         int32_t key = find(name);
         if (key < 0)
                 return key;
+        /* Out of the keyring now; the kernel's collector frees it soon after. */
+        (void) keyctl4(KEYCTL_UNLINK, (unsigned long) key, (unsigned long) KEY_SPEC_USER_KEYRING, 0);
         return keyctl4(KEYCTL_INVALIDATE, (unsigned long) key, 0, 0) < 0 ? -errno : 0;
 }

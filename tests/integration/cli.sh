@@ -34,6 +34,20 @@ done
 
 expect 0 "info opens with the right passphrase (file)" -- "$CAIRN" -r "$T/r" --password-file "$T/pw" info
 contains "AES-256-GCM" "$out" "info shows the encryption"
+# The key cache: an entry in the kernel keyring after an open; off removes it.
+expect 0 "info --json gives the repository id" -- "$CAIRN" -r "$T/r" --password-file "$T/pw" info --json
+rid=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+grep -q " user *cairn:$rid: 60\$" /proc/keys; tap_ok $? "the kernel keyring holds cairn:$rid (60 bytes: the sealed key)"
+expect 0 "CAIRN_KEY_CACHE=off opens" -- env CAIRN_KEY_CACHE=off "$CAIRN" -r "$T/r" --password-file "$T/pw" info
+# (/proc/keys lists a removed key until the kernel's collector frees it: a moment)
+gone=1; for i in $(seq 50); do grep -q "cairn:$rid:" /proc/keys || { gone=0; break; }; sleep 0.1; done
+test $gone = 0; tap_ok $? "and removes the entry"
+expect 1 "a bad CAIRN_KEY_CACHE is an error" -- env CAIRN_KEY_CACHE=forever "$CAIRN" -r "$T/r" --password-file "$T/pw" info
+contains 'CAIRN_KEY_CACHE: "forever"' "$err" "naming the variable and the value"
+expect 1 "the wrong passphrase fails (nothing cached)" -- "$CAIRN" -r "$T/r" --password-file "$T/badpw" info
+expect 0 "info caches again" -- "$CAIRN" -r "$T/r" --password-file "$T/pw" info
+expect 1 "the wrong passphrase fails with the key cached too" -- "$CAIRN" -r "$T/r" --password-file "$T/badpw" info
+contains "Wrong passphrase" "$err" "saying so"
 expect 0 "info with the passphrase in \$CAIRN_PASSWORD" -- env CAIRN_PASSWORD="correct horse" "$CAIRN" -r "$T/r" info
 expect 0 "info with --password-command" -- "$CAIRN" -r "$T/r" --password-command "cat $T/pw" info
 expect 0 "info --json" -- env CAIRN_PASSWORD_FILE="$T/pw" CAIRN_REPO="$T/r" "$CAIRN" info --json

@@ -186,7 +186,17 @@ static void test_defaults(void) {
         ok(c && c->pass.kind == CAIRN_PASS_NONE && !c->pass.value, "no password source: CAIRN_PASS_NONE");
         ok(c && c->encryption == -1 && c->compression == 0, "encryption and compression unset");
         ok(c && c->n_jobs == 0, "no jobs");
+        ok(c && c->pass.key_cache == 0, "key-cache unset: the default");
         bk_config_free(c);
+        c = NULL;
+        is(load_text("[repository]\npath = /r\nkey-cache = 12h\n", &c), 0, "key-cache = 12h parses");
+        ok(c && c->pass.key_cache == 43200, "as 43200 s");
+        bk_config_free(c);
+        c = NULL;
+        is(load_text("[repository]\npath = /r\nkey-cache = off\n", &c), 0, "key-cache = off parses");
+        ok(c && c->pass.key_cache < 0, "as not cached");
+        bk_config_free(c);
+        expect_error("key-cache forever", "[repository]\npath = /r\nkey-cache = forever\n", 3, "key \"key-cache\"");
 
         is(load_text("[repository]\npath = /r\npassword-command = pass show cairn\nencryption = off\n", &c), 0,
            "password-command parses");
