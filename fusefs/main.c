@@ -235,8 +235,10 @@ static int parse_args(int argc, char **argv, struct options *o, bool as_helper) 
                         /* A copy: values point into it for the whole run,
                          * and ps keeps showing the command line as given. */
                         char *list = strdup(optarg);
-                        if (!list || parse_option_list(o, list) < 0)
+                        if (!list || parse_option_list(o, list) < 0) {
+                                free(list);
                                 return -EINVAL;
+                        }
                         o->option_lists[o->n_option_lists++ % ELEMENTSOF(o->option_lists)] = list;
                         break;
                 }
