@@ -532,7 +532,25 @@ static void after_run(struct opts *o, struct cairn_repo *r, bool stale_alerts, c
 
 static int run_config_drills(struct opts *o, struct cairn_repo *r);
 
+struct backup_args {
+        char **excludes, **paths;      /* malloc'd arrays; paths[] entries malloc'd */
+        size_t n_excludes, n_paths;
+};
+
+static int cmd_backup_args(struct opts *o, int argc, char **argv, struct backup_args *a);
+
 static int cmd_backup(struct opts *o, int argc, char **argv) {
+        struct backup_args a = { 0 };
+        int status = cmd_backup_args(o, argc, argv, &a);
+
+        for (size_t i = 0; i < a.n_paths; i++)
+                free(a.paths[i]);
+        free(a.paths);
+        free(a.excludes);
+        return status;
+}
+
+static int cmd_backup_args(struct opts *o, int argc, char **argv, struct backup_args *a) {
         static const struct option longopts[] = {
                 { "job", required_argument, NULL, 'j' },
                 { "exclude", required_argument, NULL, 'e' },
@@ -545,21 +563,23 @@ static int cmd_backup(struct opts *o, int argc, char **argv) {
         struct bk_job adhoc = { 0 };
         const struct bk_job *job = NULL;
         struct job_result res = { 0 };
-        char **excludes = NULL, **paths = NULL;
-        size_t n_ex = 0;
         bool wait = false, one_fs = false;
         const char *name = NULL;
-        json_t *list = json_array();
+        json_t *list;
         int64_t start_ns;
-        int c, status;
+        int c;
 
         while ((c = getopt_long(argc, argv, "+xh", longopts, NULL)) >= 0) {
                 switch (c) {
                 case 'j': name = optarg; break;
-                case 'e':
-                        excludes = realloc(excludes, (n_ex + 1) * sizeof *excludes);
-                        excludes[n_ex++] = optarg;
+                case 'e': {
+                        char **e = realloc(a->excludes, (a->n_excludes + 1) * sizeof *e);
+                        if (!e)
+                                return EXIT_FAIL;
+                        a->excludes = e;
+                        a->excludes[a->n_excludes++] = optarg;
                         break;
+                }
                 case 'x': one_fs = true; break;
                 case 'w': wait = true; break;
                 case 'h':
@@ -579,19 +599,22 @@ static int cmd_backup(struct opts *o, int argc, char **argv) {
                         return usage_error("backup", "--job %s needs at least one PATH", name);
                 if (!cairn_name_valid(name, strlen(name)) || strlen(name) > 64)
                         return usage_error("backup", "bad job name \"%s\"", name);
-                paths = calloc((size_t) (argc - optind), sizeof *paths);
+                a->paths = calloc((size_t) (argc - optind), sizeof *a->paths);
+                if (!a->paths)
+                        return EXIT_FAIL;
                 for (int i = optind; i < argc; i++) {
                         char *abs = realpath(argv[i], NULL);
                         if (!abs) {
                                 log_error_errno(-errno, "job \"%s\": source %s: %m", name, argv[i]);
                                 return EXIT_FAIL;
                         }
-                        paths[adhoc.n_paths++] = abs;
+                        a->paths[a->n_paths++] = abs;
                 }
                 adhoc.name = (char *) name;
-                adhoc.paths = paths;
-                adhoc.excludes = excludes;
-                adhoc.n_excludes = n_ex;
+                adhoc.paths = a->paths;
+                adhoc.n_paths = a->n_paths;
+                adhoc.excludes = a->excludes;
+                adhoc.n_excludes = a->n_excludes;
                 adhoc.one_file_system = one_fs;
                 job = &adhoc;
         } else {
@@ -613,6 +636,7 @@ static int cmd_backup(struct opts *o, int argc, char **argv) {
                 (void) record_backup(o, job->name, &res, start_ns);
                 return EXIT_FAIL;
         }
+        list = json_array();
         run_job(o, r, job, wait, &res);
         report_job(o, job->name, &res, list);
         (void) record_backup(o, job->name, &res, start_ns);
@@ -623,12 +647,7 @@ static int cmd_backup(struct opts *o, int argc, char **argv) {
         }
         json_decref(list);
         cairn_snapshot_free(res.snap);
-        for (size_t i = 0; i < adhoc.n_paths; i++)
-                free(paths[i]);
-        free(paths);
-        free(excludes);
-        status = res.status;
-        return status;
+        return res.status;
 }
 
 static int cmd_run(struct opts *o, int argc, char **argv) {
@@ -1189,7 +1208,7 @@ static int cmd_forget(struct opts *o, int argc, char **argv) {
         _cleanup_(cairn_repo_freep) struct cairn_repo *r = NULL;
         struct cairn_lock *lock = NULL;
         bool dry_run = false, prune = false, wait = false;
-        json_t *out = json_array();
+        json_t *out = NULL;
         int c, k, status = EXIT_OK;
 
         while ((c = getopt_long(argc, argv, "nh", longopts, NULL)) >= 0) {
@@ -1216,6 +1235,7 @@ static int cmd_forget(struct opts *o, int argc, char **argv) {
                 }
         if (open_repo(o, &r) < 0)
                 return EXIT_FAIL;
+        out = json_array();
         if (!dry_run && acquire_exclusive(o, r, "forget", wait, &lock) < 0) {
                 json_decref(out);
                 return EXIT_LOCKED;
