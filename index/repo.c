@@ -419,24 +419,27 @@ static int cache_wrap_key(const struct cairn_repo *r, const char *pass, const st
         return k;
 }
 
-static void cache_name(const struct cairn_repo *r, char ret[6 + 2 * CAIRN_REPO_ID_SIZE + 1]) {
+#define CACHE_NAME_SIZE (sizeof "cairn:" + 2 * CAIRN_REPO_ID_SIZE)
+
+static void cache_name(const struct cairn_repo *r, char ret[CACHE_NAME_SIZE]) {
         char hex[2 * CAIRN_REPO_ID_SIZE + 1];
-        snprintf(ret, 6 + 2 * CAIRN_REPO_ID_SIZE + 1, "cairn:%s", hex_encode(r->id, sizeof r->id, hex));
+        snprintf(ret, CACHE_NAME_SIZE, "cairn:%s", hex_encode(r->id, sizeof r->id, hex));
 }
 
 #define CACHE_ENTRY_SIZE (CAIRN_KEY_SIZE + CAIRN_AEAD_OVERHEAD)
 
-/* Read and parse key file @name of @dfd (its path @file for messages). */
+/* Read and parse key file @name of @dfd; @file: its path for messages,
+ * NULL: quietly. */
 static int keyfile_load(int dfd, const char *name, const char *file, struct keyfile *kf) {
         _cleanup_free_ char *text = NULL;
         int q;
 
         q = read_file_at(dfd, name, KEYFILE_MAX, &text, NULL);
         if (q < 0)
-                return log_warning_errno(q, "Cannot read key file %s: %m", file);
+                return file ? log_warning_errno(q, "Cannot read key file %s: %m", file) : q;
         q = parse_kv(file, text, keyfile_cb, kf);
         if (q >= 0 && !(kf->have_kdf && kf->have_key && kf->have_salt && kf->n && kf->r && kf->p))
-                q = log_error_errno(-EBADMSG, "%s: incomplete key file", file);
+                q = file ? log_error_errno(-EBADMSG, "%s: incomplete key file", file) : -EBADMSG;
         return q;
 }
 
@@ -468,7 +471,7 @@ static int master_open(struct cairn_repo *r, const char *pass, const struct keyf
 static int keys_unlock(struct cairn_repo *r, const char *pass, int key_cache) {
         _cleanup_close_ int kfd = -1;
         uint8_t cached[CACHE_ENTRY_SIZE];
-        char name[6 + 2 * CAIRN_REPO_ID_SIZE + 1];
+        char name[CACHE_NAME_SIZE];
         ssize_t cached_len = -ENOKEY;
         unsigned cache_s = key_cache == 0 ? CAIRN_KEY_CACHE_DEFAULT : key_cache > 0 ? (unsigned) key_cache : 0;
         DIR *d;
@@ -501,12 +504,8 @@ static int keys_unlock(struct cairn_repo *r, const char *pass, int key_cache) {
                         snprintf(file, sizeof file, "%s/keys/%s", r->path, de->d_name);
                         if (pass_no == 0) {
                                 /* Quietly: the scrypt pass reports bad files. */
-                                _cleanup_free_ char *text = NULL;
-                                if (read_file_at(dirfd(d), de->d_name, KEYFILE_MAX, &text, NULL) < 0)
-                                        continue;
-                                if (parse_kv(NULL, text, keyfile_cb, &kf) < 0 || !kf.have_key || !kf.have_salt)
-                                        continue;
-                                if (cache_wrap_key(r, pass, &kf, wrap) < 0)
+                                if (keyfile_load(dirfd(d), de->d_name, NULL, &kf) < 0 ||
+                                    cache_wrap_key(r, pass, &kf, wrap) < 0)
                                         continue;
                                 /* A hit needs no new entry: it expires as set. */
                                 k = master_open(r, pass, &kf, cached, sizeof cached, wrap, name, 0);
