@@ -15,6 +15,7 @@
 
 #include "backup.h"
 #include "check.h"
+#include "codec.h"
 #include "conf.h"
 #include "config.h"
 #include "export.h"
@@ -212,10 +213,12 @@ static int cmd_init(struct opts *o, int argc, char **argv) {
                 { "no-encryption", no_argument, NULL, 'n' },
                 { "compression", required_argument, NULL, 'z' },
                 { "scrypt-n", required_argument, NULL, 's' },
+                { "segment-size", required_argument, NULL, 'S' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
         struct cairn_repo_params p;
+        unsigned long long seg;
         int c, k, enc = -1;
         char *end;
 
@@ -233,11 +236,26 @@ static int cmd_init(struct opts *o, int argc, char **argv) {
                         if (*end || p.scrypt_n < 2 || (p.scrypt_n & (p.scrypt_n - 1)))
                                 return usage_error("init", "--scrypt-n: expected a power of two, got \"%s\"", optarg);
                         break;
+                case 'S':
+                        seg = strtoull(optarg, &end, 10);
+                        if (end != optarg && (*end == 'k' || *end == 'K')) {
+                                seg *= 1024;
+                                end++;
+                        }
+                        if (end == optarg || *end || seg > UINT32_MAX || !cairn_codec_segment_size_valid((uint32_t) seg))
+                                return usage_error("init", "--segment-size: expected 0 or a power of two from 16K to 8192K, "
+                                                           "got \"%s\"", optarg);
+                        p.segment_size = (uint32_t) seg;
+                        break;
                 case 'h':
-                        printf("Usage: cairn init [--no-encryption] [--compression LEVEL] [--scrypt-n N]\n\n"
+                        printf("Usage: cairn init [--no-encryption] [--compression LEVEL] [--scrypt-n N] [--segment-size N]\n\n"
                                "Create the repository named by --repo, $CAIRN_REPO or the config. It is encrypted\n"
                                "with the passphrase (AES-256-GCM, scrypt) unless --no-encryption or the config's\n"
-                               "\"encryption = no\". The directory must be new or empty.\n");
+                               "\"encryption = no\". The directory must be new or empty.\n\n"
+                               "--segment-size N  chunks larger than N bytes (N[K]; default 128K) are stored as\n"
+                               "                  segments of N bytes, each compressed and authenticated alone,\n"
+                               "                  so a random read through the mount decodes one segment, not\n"
+                               "                  the whole chunk; 0 stores whole chunks (slightly smaller).\n");
                         return EXIT_OK;
                 default: return usage_error("init", "bad option");
                 }
@@ -284,7 +302,7 @@ static int cmd_info(struct opts *o, int argc, char **argv) {
         _cleanup_(cairn_index_txn_abortp) struct cairn_txn *t = NULL;
         const struct cairn_repo_params *p;
         size_t n = 0;
-        char idhex[33];
+        char idhex[33], segtext[32];
         int k;
 
         if (want_help(argc, argv)) {
@@ -302,10 +320,12 @@ static int cmd_info(struct opts *o, int argc, char **argv) {
                 return log_error_errno(k, "Cannot read the index of %s: %m", o->repo), EXIT_FAIL;
         p = cairn_repo_params(r);
         hex_encode(cairn_repo_id(r), 16, idhex);
+        snprintf(segtext, sizeof segtext, "%" PRIu32 " bytes", p->segment_size);
         if (o->json) {
-                json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:i, s:{s:i, s:i, s:i}, s:I}", "path", o->repo, "id", idhex,
+                json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:i, s:i, s:{s:i, s:i, s:i}, s:I}", "path", o->repo, "id", idhex,
                                       "version", CAIRN_FORMAT_VERSION, "encryption", p->encrypted ? "aes-256-gcm" : "none",
-                                      "compression_level", p->zstd_level, "chunker", "min", (int) p->chunker.min_size,
+                                      "compression_level", p->zstd_level, "segment_size", (int) p->segment_size,
+                                      "chunker", "min", (int) p->chunker.min_size,
                                       "avg", (int) p->chunker.avg_size, "max", (int) p->chunker.max_size,
                                       "snapshots", (json_int_t) n);
                 json_dumpf(j, stdout, JSON_COMPACT);
@@ -313,9 +333,10 @@ static int cmd_info(struct opts *o, int argc, char **argv) {
                 json_decref(j);
         } else
                 printf("repository  %s\nid          %s\nformat      %d\nencryption  %s\ncompression zstd level %d\n"
-                       "chunks      %u / %u / %u bytes (min / avg / max)\nsnapshots   %zu\n",
+                       "chunks      %u / %u / %u bytes (min / avg / max)\nsegments    %s\nsnapshots   %zu\n",
                        o->repo, idhex, CAIRN_FORMAT_VERSION, p->encrypted ? "AES-256-GCM (key unlocked)" : "none",
-                       p->zstd_level, p->chunker.min_size, p->chunker.avg_size, p->chunker.max_size, n);
+                       p->zstd_level, p->chunker.min_size, p->chunker.avg_size, p->chunker.max_size,
+                       p->segment_size ? segtext : "none (whole chunks)", n);
         return EXIT_OK;
 }
 

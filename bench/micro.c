@@ -248,16 +248,19 @@ static int bench_codec(const char *what, const struct cairn_codec *codec, const 
 }
 
 static int bench_codecs(const uint8_t *random, const uint8_t *text, size_t data_size, size_t total) {
-        _cleanup_(cairn_codec_freep) struct cairn_codec *plain = NULL, *enc = NULL;
+        _cleanup_(cairn_codec_freep) struct cairn_codec *plain = NULL, *enc = NULL, *enc_seg = NULL;
         uint8_t enc_key[CAIRN_KEY_SIZE], id_key[CAIRN_KEY_SIZE];
         int r;
 
-        r = cairn_codec_new(NULL, NULL, 3, &plain);
+        r = cairn_codec_new(NULL, NULL, 3, 0, &plain);
         if (r < 0)
                 return r;
         fill_random(enc_key, sizeof enc_key, 46);
         fill_random(id_key, sizeof id_key, 47);
-        r = cairn_codec_new(enc_key, id_key, 3, &enc);
+        r = cairn_codec_new(enc_key, id_key, 3, 0, &enc);
+        if (r < 0)
+                return r;
+        r = cairn_codec_new(enc_key, id_key, 3, CAIRN_SEGMENT_DEFAULT, &enc_seg);
         if (r < 0)
                 return r;
 
@@ -266,6 +269,8 @@ static int bench_codecs(const uint8_t *random, const uint8_t *text, size_t data_
                 r = bench_codec("zstd-3 random", plain, random, data_size, total);
         if (r >= 0)
                 r = bench_codec("zstd-3+aes text", enc, text, data_size, total);
+        if (r >= 0)
+                r = bench_codec("zstd-3+aes text, 128K segments", enc_seg, text, data_size, total);
         return r;
 }
 

@@ -785,7 +785,7 @@ static int log_read_error(int r, const struct fs_node *n, uint64_t off, const ui
 /* Gather [off, off+len) as iovecs over cached chunks and zeros.  -E2BIG
  * when it needs more than READ_IOV_MAX pieces. */
 static int plan_read(struct fs_ctx *ctx, struct cairn_txn *t, const struct fs_node *n, uint64_t off, size_t len,
-                     struct read_plan *p) {
+                     bool sequential, struct read_plan *p) {
         size_t done = 0;
         int r;
 
@@ -811,15 +811,25 @@ static int plan_read(struct fs_ctx *ctx, struct cairn_txn *t, const struct fs_no
                         }
                         continue;
                 }
-                if (p->n_iov == READ_IOV_MAX)
-                        return -E2BIG;
-                const struct cairn_chunk *ch;
-                r = cairn_chunk_cache_get(ctx->cache, c.id, (size_t) c.length, &ch);
-                if (r < 0)
-                        return log_read_error(r, n, off + done, c.id);
-                p->held[p->n_held++] = ch;
-                p->iov[p->n_iov++] = (struct iovec) { (void *) (ch->data + in), piece };
-                done += piece;
+                /* A sequential reader takes whole chunks (and prefetches
+                 * the next ones); a random one only the segment it needs. */
+                while (piece > 0) {
+                        const struct cairn_chunk *ch;
+                        size_t take;
+
+                        if (p->n_iov == READ_IOV_MAX)
+                                return -E2BIG;
+                        r = sequential ? cairn_chunk_cache_get(ctx->cache, c.id, (size_t) c.length, &ch)
+                                       : cairn_chunk_cache_get_part(ctx->cache, c.id, (size_t) c.length, in, &ch);
+                        if (r < 0)
+                                return log_read_error(r, n, off + done, c.id);
+                        p->held[p->n_held++] = ch;
+                        take = (size_t) MIN((uint64_t) piece, ch->base + ch->len - in);
+                        p->iov[p->n_iov++] = (struct iovec) { (void *) (ch->data + (in - ch->base)), take };
+                        in += take;
+                        piece -= take;
+                        done += take;
+                }
         }
         return 0;
 }
@@ -872,7 +882,7 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         p->n_iov = p->n_held = 0;
         r = txn_begin(ctx, &t);
         if (r >= 0)
-                r = plan_read(ctx, t, n, (uint64_t) off, len, p);
+                r = plan_read(ctx, t, n, (uint64_t) off, len, sequential, p);
         if (r == -E2BIG) {
                 /* Many small pieces (a file with many holes): copy instead. */
                 plan_release(ctx, p);

@@ -15,7 +15,9 @@
 #include <string.h>
 
 #include "chunk-cache.h"
+#include "codec.h"
 #include "log.h"
+#include "pack.h"
 #include "repo.h"
 #include "util.h"
 
@@ -25,12 +27,20 @@
 
 enum entry_state { LOADING, READY, FAILED };
 
+/* What an entry holds of its chunk: the whole chunk, one segment (0..n-1)
+ * of a segmented chunk, or that chunk's location and segment header. */
+#define PART_WHOLE UINT32_MAX
+#define PART_TABLE (UINT32_MAX - 1)
+
 struct entry {
         struct cairn_chunk pub;          /* first: a released pointer is cast back */
         uint8_t id[CAIRN_ID_SIZE];
+        uint32_t part;
+        size_t chunk_len;                /* the whole chunk's length (its content row) */
         uint8_t *buf;
         unsigned refs;                   /* protected by the shard lock */
         enum entry_state state;          /* protected by the shard lock */
+        bool dead;                       /* out of the table, freed at its last release; shard lock */
         int error;                       /* FAILED: the -errno */
         struct entry *hnext;             /* hash chain; protected by the shard lock */
         struct entry *prev, *next;       /* LRU, only while READY and refs == 0 */
@@ -71,21 +81,25 @@ static struct shard *shard_of(struct cairn_chunk_cache *c, const uint8_t id[CAIR
         return &c->shards[id[0] % N_SHARDS];
 }
 
-static size_t bucket_of(const struct shard *s, const uint8_t id[CAIRN_ID_SIZE]) {
+static uint64_t hash_of(const uint8_t id[CAIRN_ID_SIZE], uint32_t part) {
         uint64_t h;
         memcpy(&h, id + 8, sizeof h);
-        return (size_t) (h & (s->n_buckets - 1));
+        return h ^ ((uint64_t) part * UINT64_C(0x9e3779b97f4a7c15));
 }
 
-static struct entry *shard_find(struct shard *s, const uint8_t id[CAIRN_ID_SIZE]) {
-        for (struct entry *e = s->buckets[bucket_of(s, id)]; e; e = e->hnext)
-                if (memcmp(e->id, id, CAIRN_ID_SIZE) == 0)
+static size_t bucket_of(const struct shard *s, const uint8_t id[CAIRN_ID_SIZE], uint32_t part) {
+        return (size_t) (hash_of(id, part) & (s->n_buckets - 1));
+}
+
+static struct entry *shard_find(struct shard *s, const uint8_t id[CAIRN_ID_SIZE], uint32_t part) {
+        for (struct entry *e = s->buckets[bucket_of(s, id, part)]; e; e = e->hnext)
+                if (e->part == part && memcmp(e->id, id, CAIRN_ID_SIZE) == 0)
                         return e;
         return NULL;
 }
 
 static void shard_unlink(struct shard *s, struct entry *e) {
-        struct entry **p = &s->buckets[bucket_of(s, e->id)];
+        struct entry **p = &s->buckets[bucket_of(s, e->id, e->part)];
         while (*p && *p != e)
                 p = &(*p)->hnext;
         if (*p) {
@@ -103,9 +117,8 @@ static int shard_insert(struct shard *s, struct entry *e) {
                         return -ENOMEM;
                 for (size_t i = 0; i < s->n_buckets; i++)
                         for (struct entry *x = s->buckets[i], *next; x; x = next) {
-                                uint64_t h;
+                                uint64_t h = hash_of(x->id, x->part);
                                 next = x->hnext;
-                                memcpy(&h, x->id + 8, sizeof h);
                                 x->hnext = b[h & (n - 1)];
                                 b[h & (n - 1)] = x;
                         }
@@ -113,7 +126,7 @@ static int shard_insert(struct shard *s, struct entry *e) {
                 s->buckets = b;
                 s->n_buckets = n;
         }
-        size_t i = bucket_of(s, e->id);
+        size_t i = bucket_of(s, e->id, e->part);
         e->hnext = s->buckets[i];
         s->buckets[i] = e;
         s->count++;
@@ -165,7 +178,7 @@ static void shard_evict(struct cairn_chunk_cache *c, struct shard *s) {
 static void entry_unref_locked(struct cairn_chunk_cache *c, struct shard *s, struct entry *e) {
         if (--e->refs > 0)
                 return;
-        if (e->state == FAILED) {
+        if (e->state == FAILED || e->dead) {
                 entry_free(e);
                 return;
         }
@@ -173,7 +186,13 @@ static void entry_unref_locked(struct cairn_chunk_cache *c, struct shard *s, str
         shard_evict(c, s);
 }
 
-static int entry_load(struct cairn_chunk_cache *c, struct entry *e, size_t len) {
+static int chunk_length_mismatch(const uint8_t id[CAIRN_ID_SIZE], size_t n, size_t len) {
+        char hex[2 * CAIRN_ID_SIZE + 1];
+        return log_error_errno(-EBADMSG, "Chunk %s is %zu bytes long, its content row says %zu",
+                               hex_encode(id, CAIRN_ID_SIZE, hex), n, len);
+}
+
+static int load_whole(struct cairn_chunk_cache *c, struct entry *e) {
         _cleanup_free_ uint8_t *buf = NULL;
         size_t n = 0;
         int k;
@@ -181,23 +200,108 @@ static int entry_load(struct cairn_chunk_cache *c, struct entry *e, size_t len) 
         k = cairn_repo_blob_read(c->repo, NULL, e->id, &buf, &n);
         if (k < 0)
                 return k;
-        if (n != len) {
-                char hex[2 * CAIRN_ID_SIZE + 1];
-                return log_error_errno(-EBADMSG, "Chunk %s is %zu bytes long, its content row says %zu",
-                                       hex_encode(e->id, CAIRN_ID_SIZE, hex), n, len);
-        }
+        if (n != e->chunk_len)
+                return chunk_length_mismatch(e->id, n, e->chunk_len);
         e->buf = TAKE_PTR(buf);
+        e->pub.len = n;
         return 0;
 }
 
-int cairn_chunk_cache_get(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], size_t len,
-                          const struct cairn_chunk **ret) {
+/* The chunk's index row, then its segment header from the pack. */
+static int load_table(struct cairn_chunk_cache *c, struct entry *e) {
+        _cleanup_(cairn_index_txn_abortp) struct cairn_txn *t = NULL;
+        const struct cairn_codec *codec = cairn_repo_codec(c->repo);
+        size_t size = cairn_codec_header_size(codec, e->chunk_len);
+        _cleanup_free_ uint8_t *buf = NULL;
+        struct cairn_chunk_loc loc;
+        int k;
+
+        k = cairn_index_txn_begin(cairn_repo_index(c->repo), false, &t);
+        if (k < 0)
+                return k;
+        k = cairn_index_chunk_get(t, e->id, &loc);
+        if (k < 0)
+                return k;
+        if (loc.raw_len != e->chunk_len)
+                return chunk_length_mismatch(e->id, loc.raw_len, e->chunk_len);
+        buf = malloc(sizeof loc + size);
+        if (!buf)
+                return -ENOMEM;
+        memcpy(buf, &loc, sizeof loc);
+        k = cairn_pack_read_header(cairn_repo_fd(c->repo), codec, loc.pack, e->id, loc.offset, loc.stored_len,
+                                   loc.raw_len, buf + sizeof loc);
+        if (k < 0)
+                return k;
+        e->buf = TAKE_PTR(buf);
+        e->pub.len = sizeof loc + size;
+        return 0;
+}
+
+static int cache_get(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], uint32_t part, size_t len,
+                     const struct cairn_chunk **ret);
+
+/* Take @e out of the table now; it is freed at its last release. */
+static void entry_kill(struct cairn_chunk_cache *c, const struct cairn_chunk *chunk) {
+        struct entry *e = (struct entry *) chunk;
+        struct shard *s = shard_of(c, e->id);
+
+        pthread_mutex_lock(&s->lock);
+        if (!e->dead && e->state == READY) {
+                shard_unlink(s, e);
+                s->bytes -= e->pub.len;
+                e->dead = true;
+        }
+        pthread_mutex_unlock(&s->lock);
+}
+
+static int load_segment(struct cairn_chunk_cache *c, struct entry *e) {
+        const struct cairn_codec *codec = cairn_repo_codec(c->repo);
+        size_t len = cairn_codec_segment_len(codec, e->chunk_len, e->part);
+        _cleanup_free_ uint8_t *buf = malloc(MAX(len, (size_t) 1));
+        int k = -ENOENT;
+
+        if (!buf)
+                return -ENOMEM;
+        /* A cached location can outlive its pack (a prune repacked the
+         * chunk): then look it up again, once. */
+        for (int attempt = 0; attempt < 2 && k == -ENOENT; attempt++) {
+                const struct cairn_chunk *table;
+                struct cairn_chunk_loc loc;
+
+                k = cache_get(c, e->id, PART_TABLE, e->chunk_len, &table);
+                if (k < 0)
+                        return k;
+                memcpy(&loc, table->data, sizeof loc);
+                k = cairn_pack_read_segment(cairn_repo_fd(c->repo), codec, loc.pack, e->id, loc.offset,
+                                            loc.stored_len, loc.raw_len, table->data + sizeof loc, e->part, buf);
+                if (k < 0)
+                        entry_kill(c, table);
+                cairn_chunk_cache_release(c, table);
+        }
+        if (k < 0)
+                return k;
+        e->buf = TAKE_PTR(buf);
+        e->pub.len = len;
+        e->pub.base = (uint64_t) e->part * cairn_codec_segment_size(codec);
+        return 0;
+}
+
+static int entry_load(struct cairn_chunk_cache *c, struct entry *e) {
+        switch (e->part) {
+        case PART_WHOLE: return load_whole(c, e);
+        case PART_TABLE: return load_table(c, e);
+        default: return load_segment(c, e);
+        }
+}
+
+static int cache_get(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], uint32_t part, size_t len,
+                     const struct cairn_chunk **ret) {
         struct shard *s = shard_of(c, id);
         struct entry *e;
         int k;
 
         pthread_mutex_lock(&s->lock);
-        e = shard_find(s, id);
+        e = shard_find(s, id, part);
         if (e) {
                 if (e->refs == 0 && e->state == READY)
                         lru_remove(s, e);
@@ -226,6 +330,8 @@ int cairn_chunk_cache_get(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID
                 return -ENOMEM;
         }
         memcpy(e->id, id, CAIRN_ID_SIZE);
+        e->part = part;
+        e->chunk_len = len;
         e->state = LOADING;
         e->refs = 1;
         k = shard_insert(s, e);
@@ -235,7 +341,7 @@ int cairn_chunk_cache_get(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID
                 return k;
         }
 
-        k = entry_load(c, e, len);
+        k = entry_load(c, e);
 
         pthread_mutex_lock(&s->lock);
         if (k < 0) {
@@ -246,8 +352,7 @@ int cairn_chunk_cache_get(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID
         } else {
                 e->state = READY;
                 e->pub.data = e->buf;
-                e->pub.len = len;
-                s->bytes += len;
+                s->bytes += e->pub.len;
         }
         pthread_cond_broadcast(&s->loaded);
         if (k < 0) {
@@ -258,6 +363,43 @@ int cairn_chunk_cache_get(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID
         pthread_mutex_unlock(&s->lock);
         *ret = &e->pub;
         return 0;
+}
+
+int cairn_chunk_cache_get(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], size_t len,
+                          const struct cairn_chunk **ret) {
+        return cache_get(c, id, PART_WHOLE, len, ret);
+}
+
+/* A reference to (@id, @part) if it is ready now; never waits or loads. */
+static bool take_ready(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], uint32_t part,
+                       const struct cairn_chunk **ret) {
+        struct shard *s = shard_of(c, id);
+        struct entry *e;
+        bool found = false;
+
+        pthread_mutex_lock(&s->lock);
+        e = shard_find(s, id, part);
+        if (e && e->state == READY) {
+                if (e->refs == 0)
+                        lru_remove(s, e);
+                e->refs++;
+                __atomic_add_fetch(&c->hits, 1, __ATOMIC_RELAXED);
+                *ret = &e->pub;
+                found = true;
+        }
+        pthread_mutex_unlock(&s->lock);
+        return found;
+}
+
+int cairn_chunk_cache_get_part(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], size_t len,
+                               uint64_t off, const struct cairn_chunk **ret) {
+        const struct cairn_codec *codec = cairn_repo_codec(c->repo);
+
+        if (cairn_codec_segments(codec, len) == 0 || off >= len)
+                return cache_get(c, id, PART_WHOLE, len, ret);
+        if (take_ready(c, id, PART_WHOLE, ret))
+                return 0;
+        return cache_get(c, id, (uint32_t) (off / cairn_codec_segment_size(codec)), len, ret);
 }
 
 void cairn_chunk_cache_release(struct cairn_chunk_cache *c, const struct cairn_chunk *chunk) {
@@ -277,7 +419,7 @@ static bool cached(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE])
         bool found;
 
         pthread_mutex_lock(&s->lock);
-        found = shard_find(s, id) != NULL;
+        found = shard_find(s, id, PART_WHOLE) != NULL;
         pthread_mutex_unlock(&s->lock);
         return found;
 }

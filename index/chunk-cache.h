@@ -5,7 +5,9 @@
  * A bounded, thread-safe cache of decoded data chunks, with background
  * prefetch.  The mount reads file data through it: a chunk (about 1 MiB)
  * is read from its pack, decrypted and verified once, then served from
- * memory to every read that falls into it, by any thread.
+ * memory to every read that falls into it, by any thread.  A random
+ * reader can instead ask for the one segment (codec.h, 128 KiB) that
+ * holds its offset, which costs a read of that segment, not of the chunk.
  *
  * The cache is split into shards (by chunk id), each with its own lock,
  * hash table and LRU list, so threads reading different files rarely
@@ -31,11 +33,13 @@
 struct cairn_repo;
 struct cairn_chunk_cache;
 
-/* A decoded chunk: @data holds @len bytes.  Owned by the cache; valid
+/* A decoded chunk, or a piece of one: @data holds @len bytes of the chunk
+ * from byte @base on (0 for a whole chunk).  Owned by the cache; valid
  * until released. */
 struct cairn_chunk {
         const uint8_t *data;
         size_t len;
+        uint64_t base;
 };
 
 struct cairn_chunk_cache_stats {
@@ -60,7 +64,17 @@ struct cairn_chunk_cache *cairn_chunk_cache_free(struct cairn_chunk_cache *c);
  * -ENOMEM. */
 int cairn_chunk_cache_get(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], size_t len,
                           const struct cairn_chunk **ret);
-/* Drop a reference taken by cairn_chunk_cache_get().  Accepts NULL. */
+/* For a random read: a piece of chunk @id (@len bytes) that holds its
+ * byte @off.  That is the whole chunk when it is cached already or is not
+ * segmented (codec.h), else the one segment holding @off, read and
+ * checked on its own (its pack location and segment header are cached
+ * too, so the next segment of that chunk is one read).  Errors as
+ * cairn_chunk_cache_get(). */
+int cairn_chunk_cache_get_part(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], size_t len,
+                               uint64_t off, const struct cairn_chunk **ret);
+
+/* Drop a reference taken by cairn_chunk_cache_get() or _get_part().
+ * Accepts NULL. */
 void cairn_chunk_cache_release(struct cairn_chunk_cache *c, const struct cairn_chunk *chunk);
 
 /* Ask a worker to decode chunk @id (@len bytes) into the cache unless it

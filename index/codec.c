@@ -18,9 +18,13 @@
  * (8 MiB) reuse it, a rare huge one does not pin its size per thread. */
 #define SCRATCH_KEEP_MAX (16u * 1024 * 1024)
 
+#define SEG_CHECK_SIZE 16   /* unencrypted: truncated SHA-256 per segment */
+#define SEG_OVERHEAD 21     /* per segment: len(4) + body marker(1) + tag or check(16) */
+
 struct cairn_codec {
         bool encrypted;
         int zstd_level;
+        uint32_t segment;           /* 0: never segmented */
         uint8_t enc_key[CAIRN_KEY_SIZE];
         uint8_t id_key[CAIRN_KEY_SIZE];
 };
@@ -104,17 +108,23 @@ static int zstd_error(size_t code, const char *what, int r) {
         return log_error_errno(r, "%s: %s", what, ZSTD_getErrorName(code));
 }
 
-int cairn_codec_new(const uint8_t *enc_key, const uint8_t *id_key, int zstd_level,
+bool cairn_codec_segment_size_valid(uint32_t size) {
+        return size == 0 || (size >= CAIRN_SEGMENT_MIN && size <= CAIRN_SEGMENT_MAX && (size & (size - 1)) == 0);
+}
+
+int cairn_codec_new(const uint8_t *enc_key, const uint8_t *id_key, int zstd_level, uint32_t segment_size,
                     struct cairn_codec **ret) {
         struct cairn_codec *c;
 
-        if (!ret || !enc_key != !id_key || zstd_level < 1 || zstd_level > 19)
+        if (!ret || !enc_key != !id_key || zstd_level < 1 || zstd_level > 19 ||
+            !cairn_codec_segment_size_valid(segment_size))
                 return -EINVAL;
 
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
         c->zstd_level = zstd_level;
+        c->segment = segment_size;
         if (enc_key) {
                 c->encrypted = true;
                 memcpy(c->enc_key, enc_key, CAIRN_KEY_SIZE);
@@ -147,7 +157,39 @@ void cairn_codec_id(const struct cairn_codec *c, const void *data, size_t len, u
  * saving, so a body never exceeds 1 + raw_len: the bound needs no
  * ZSTD_compressBound() slack. */
 size_t cairn_codec_bound(const struct cairn_codec *c, size_t raw_len) {
+        unsigned n = cairn_codec_segments(c, raw_len);
+
+        if (n > 0)
+                return raw_len + (size_t) n * SEG_OVERHEAD + (c->encrypted ? CAIRN_NONCE_SIZE : 0);
         return 1 + raw_len + (c->encrypted ? CAIRN_AEAD_OVERHEAD : 0);
+}
+
+uint32_t cairn_codec_segment_size(const struct cairn_codec *c) {
+        return c->segment;
+}
+
+unsigned cairn_codec_segments(const struct cairn_codec *c, size_t raw_len) {
+        if (c->segment == 0 || raw_len <= c->segment)
+                return 0;
+        return (unsigned) ((raw_len + c->segment - 1) / c->segment);
+}
+
+size_t cairn_codec_header_size(const struct cairn_codec *c, size_t raw_len) {
+        size_t n = cairn_codec_segments(c, raw_len);
+
+        if (n == 0)
+                return 0;
+        return c->encrypted ? CAIRN_NONCE_SIZE + 4 * n : (4 + SEG_CHECK_SIZE) * n;
+}
+
+size_t cairn_codec_segment_len(const struct cairn_codec *c, size_t raw_len, unsigned i) {
+        unsigned n = cairn_codec_segments(c, raw_len);
+
+        if (n == 0)
+                return i == 0 ? raw_len : 0;
+        if (i + 1 < n)
+                return c->segment;
+        return i + 1 == n ? raw_len - (size_t) (n - 1) * c->segment : 0;
 }
 
 /* Largest zstd output worth keeping for @raw_len bytes of input. */
@@ -189,6 +231,92 @@ static int body_encode(const struct cairn_codec *c, struct codec_thread *t,
         return 0;
 }
 
+
+/* The stored length of segment @i, as its header says. */
+static uint32_t header_len_of(const struct cairn_codec *c, const uint8_t *header, unsigned i) {
+        return c->encrypted ? get_le32(header + CAIRN_NONCE_SIZE + 4 * (size_t) i)
+                            : get_le32(header + (4 + SEG_CHECK_SIZE) * (size_t) i);
+}
+
+/* id | le32 i | le32 n: the aad of an encrypted segment, the prefix of an
+ * unencrypted segment's check. */
+static void segment_aad(const uint8_t id[CAIRN_ID_SIZE], unsigned i, unsigned n,
+                        uint8_t ret[CAIRN_ID_SIZE + 8]) {
+        memcpy(ret, id, CAIRN_ID_SIZE);
+        put_le32(ret + CAIRN_ID_SIZE, i);
+        put_le32(ret + CAIRN_ID_SIZE + 4, n);
+}
+
+static void segment_nonce(const uint8_t *base, unsigned i, uint8_t ret[CAIRN_NONCE_SIZE]) {
+        memcpy(ret, base, CAIRN_NONCE_SIZE);
+        put_le32(ret + CAIRN_NONCE_SIZE - 4, get_le32(base + CAIRN_NONCE_SIZE - 4) + (uint32_t) i);
+}
+
+static int segment_check(const uint8_t id[CAIRN_ID_SIZE], unsigned i, unsigned n, const void *raw, size_t len,
+                         uint8_t ret[SEG_CHECK_SIZE]) {
+        uint8_t aad[CAIRN_ID_SIZE + 8], hash[CAIRN_ID_SIZE];
+        struct cairn_sha256 *h = cairn_sha256_new();
+
+        if (!h)
+                return -ENOMEM;
+        segment_aad(id, i, n, aad);
+        cairn_sha256_update(h, aad, sizeof aad);
+        cairn_sha256_update(h, raw, len);
+        cairn_sha256_final(h, hash);
+        cairn_sha256_free(h);
+        memcpy(ret, hash, SEG_CHECK_SIZE);
+        return 0;
+}
+
+static int encode_segmented(const struct cairn_codec *c, struct codec_thread *t, const uint8_t id[CAIRN_ID_SIZE],
+                            const uint8_t *raw, size_t raw_len, uint8_t *out, size_t *ret_stored_len) {
+        unsigned n = cairn_codec_segments(c, raw_len);
+        size_t pos = cairn_codec_header_size(c, raw_len);
+        uint8_t *body = NULL;
+        int r;
+
+        if (c->encrypted) {
+                body = scratch_get(t, 1 + (size_t) c->segment);
+                if (!body)
+                        return -ENOMEM;
+                r = cairn_random_bytes(out, CAIRN_NONCE_SIZE);
+                if (r < 0)
+                        return r;
+        }
+        for (unsigned i = 0; i < n; i++) {
+                const uint8_t *piece = raw + (size_t) i * c->segment;
+                size_t piece_len = cairn_codec_segment_len(c, raw_len, i), body_len;
+
+                if (c->encrypted) {
+                        uint8_t nonce[CAIRN_NONCE_SIZE], aad[CAIRN_ID_SIZE + 8];
+
+                        r = body_encode(c, t, piece, piece_len, body, &body_len);
+                        if (r < 0)
+                                return r;
+                        segment_nonce(out, i, nonce);
+                        segment_aad(id, i, n, aad);
+                        r = cairn_aead_seal_nonce(c->enc_key, nonce, aad, sizeof aad, body, body_len, out + pos);
+                        if (r < 0)
+                                return r;
+                        body_len += CAIRN_TAG_SIZE;
+                        put_le32(out + CAIRN_NONCE_SIZE + 4 * (size_t) i, (uint32_t) body_len);
+                } else {
+                        uint8_t *entry = out + (4 + SEG_CHECK_SIZE) * (size_t) i;
+
+                        r = body_encode(c, t, piece, piece_len, out + pos, &body_len);
+                        if (r < 0)
+                                return r;
+                        r = segment_check(id, i, n, piece, piece_len, entry + 4);
+                        if (r < 0)
+                                return r;
+                        put_le32(entry, (uint32_t) body_len);
+                }
+                pos += body_len;
+        }
+        *ret_stored_len = pos;
+        return 0;
+}
+
 int cairn_codec_encode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE],
                        const void *raw, size_t raw_len, void *out, size_t *ret_stored_len) {
         struct codec_thread *t;
@@ -202,6 +330,12 @@ int cairn_codec_encode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SI
         r = codec_thread_get(&t);
         if (r < 0)
                 return r;
+
+        if (cairn_codec_segments(c, raw_len) > 0) {
+                r = encode_segmented(c, t, id, raw, raw_len, out, ret_stored_len);
+                scratch_trim(t);
+                return r;
+        }
 
         if (!c->encrypted) {
                 r = body_encode(c, t, raw, raw_len, out, &body_len);
@@ -279,6 +413,124 @@ static int body_decode(struct codec_thread *t, const uint8_t id[CAIRN_ID_SIZE],
         }
 }
 
+
+int cairn_codec_segment_locate(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE], size_t raw_len,
+                               size_t stored_len, const void *header, unsigned i,
+                               size_t *ret_offset, size_t *ret_len) {
+        unsigned n = cairn_codec_segments(c, raw_len);
+        size_t pos = cairn_codec_header_size(c, raw_len), tag = c->encrypted ? CAIRN_TAG_SIZE : 0;
+        size_t offset = 0, len = 0;
+
+        if (n == 0 || i >= n)
+                return -EINVAL;
+        if (stored_len < pos)
+                return blob_damaged(id, "shorter than its segment table");
+        /* The whole table, every time: a damaged length anywhere is caught
+         * here, not as a misplaced read of another segment. */
+        for (unsigned j = 0; j < n; j++) {
+                size_t l = header_len_of(c, header, j);
+
+                if (l < 1 + tag || l > 1 + cairn_codec_segment_len(c, raw_len, j) + tag || l > stored_len - pos)
+                        return blob_damaged(id, "a segment length is out of range");
+                if (j == i) {
+                        offset = pos;
+                        len = l;
+                }
+                pos += l;
+        }
+        if (pos != stored_len)
+                return blob_damaged(id, "segment lengths do not add up to the stored length");
+        *ret_offset = offset;
+        *ret_len = len;
+        return 0;
+}
+
+static int decode_segment(const struct cairn_codec *c, struct codec_thread *t, const uint8_t id[CAIRN_ID_SIZE],
+                          size_t raw_len, const uint8_t *header, unsigned i, const uint8_t *seg, size_t seg_len,
+                          uint8_t *out) {
+        unsigned n = cairn_codec_segments(c, raw_len);
+        size_t len = cairn_codec_segment_len(c, raw_len, i);
+        uint8_t aad[CAIRN_ID_SIZE + 8];
+        int r;
+
+        if (c->encrypted) {
+                uint8_t nonce[CAIRN_NONCE_SIZE], *body;
+
+                if (seg_len < 1 + CAIRN_TAG_SIZE || seg_len > 1 + len + CAIRN_TAG_SIZE)
+                        return blob_damaged(id, "a segment length is out of range");
+                body = scratch_get(t, seg_len - CAIRN_TAG_SIZE);
+                if (!body)
+                        return -ENOMEM;
+                segment_nonce(header, i, nonce);
+                segment_aad(id, i, n, aad);
+                r = cairn_aead_open_nonce(c->enc_key, nonce, aad, sizeof aad, seg, seg_len, body);
+                if (r == -EBADMSG)
+                        return blob_damaged(id, "a segment failed authentication (altered, or written under another key)");
+                if (r < 0)
+                        return r;
+                return body_decode(t, id, body, seg_len - CAIRN_TAG_SIZE, out, len);
+        }
+
+        uint8_t check[SEG_CHECK_SIZE];
+        if (seg_len < 1 || seg_len > 1 + len)
+                return blob_damaged(id, "a segment length is out of range");
+        r = body_decode(t, id, seg, seg_len, out, len);
+        if (r < 0)
+                return r;
+        r = segment_check(id, i, n, out, len, check);
+        if (r < 0)
+                return r;
+        if (memcmp(check, header + (4 + SEG_CHECK_SIZE) * (size_t) i + 4, SEG_CHECK_SIZE) != 0)
+                return blob_damaged(id, "a segment does not match its check");
+        return 0;
+}
+
+int cairn_codec_decode_segment(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE], size_t raw_len,
+                               const void *header, unsigned i, const void *seg, size_t seg_len, void *out) {
+        size_t len = cairn_codec_segment_len(c, raw_len, i);
+        struct codec_thread *t;
+        int r;
+
+        if (raw_len > CAIRN_BLOB_MAX)
+                return -EFBIG;
+        if (i >= cairn_codec_segments(c, raw_len))
+                return -EINVAL;
+        r = codec_thread_get(&t);
+        if (r >= 0)
+                r = decode_segment(c, t, id, raw_len, header, i, seg, seg_len, out);
+        scratch_trim(t);
+        if (r < 0 && len > 0)
+                memset(out, 0, len);
+        return r;
+}
+
+static int decode_segmented(const struct cairn_codec *c, struct codec_thread *t, const uint8_t id[CAIRN_ID_SIZE],
+                            const uint8_t *stored, size_t stored_len, uint8_t *out, size_t raw_len) {
+        unsigned n = cairn_codec_segments(c, raw_len);
+        size_t offset, len;
+        int r;
+
+        /* Locating segment 0 checks the whole table. */
+        r = cairn_codec_segment_locate(c, id, raw_len, stored_len, stored, 0, &offset, &len);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < n; i++) {
+                len = header_len_of(c, stored, i);
+                r = decode_segment(c, t, id, raw_len, stored, i, stored + offset, len, out + (size_t) i * c->segment);
+                if (r < 0)
+                        return r;
+                offset += len;
+        }
+        if (!c->encrypted) {
+                uint8_t hash[CAIRN_ID_SIZE];
+
+                cairn_sha256(out, raw_len, hash);
+                if (memcmp(hash, id, CAIRN_ID_SIZE) != 0)
+                        return blob_damaged(id, "content does not match its SHA-256 id");
+        }
+        return 0;
+}
+
 static int codec_decode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE],
                         const void *stored, size_t stored_len, void *out, size_t raw_len) {
         struct codec_thread *t;
@@ -289,6 +541,14 @@ static int codec_decode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_S
         r = codec_thread_get(&t);
         if (r < 0)
                 return r;
+
+        if (cairn_codec_segments(c, raw_len) > 0) {
+                if (stored_len > cairn_codec_bound(c, raw_len))
+                        return blob_damaged(id, "stored length out of range for the raw length");
+                r = decode_segmented(c, t, id, stored, stored_len, out, raw_len);
+                scratch_trim(t);
+                return r;
+        }
 
         /* A valid body is never longer than 1 + raw_len (see
          * cairn_codec_bound()), which also bounds the scratch a corrupt

@@ -11,9 +11,25 @@
  *   stored = body                                 unencrypted
  *          = nonce || AES-256-GCM(body, aad = id) || tag    encrypted
  *
+ * Segmented blobs: with a segment size S (the repository's
+ * `segment-size`, 0 = never), a blob of more than S bytes is cut into
+ * n = ceil(len / S) segments of S bytes (the last one shorter), each
+ * compressed and authenticated on its own, so that a reader can fetch and
+ * check one segment instead of the whole blob:
+ *
+ *   stored = nonce(12) | len(le32)[n] | seg[0] .. seg[n-1]          encrypted
+ *            seg[i] = AES-256-GCM(body[i], nonce + i, aad = id | le32 i | le32 n) | tag
+ *   stored = { len(le32) | check(16) }[n] | body[0] .. body[n-1]    unencrypted
+ *            check[i] = SHA-256(id | le32 i | le32 n | plaintext[i])[0..16)
+ *
+ * where body[i] is the body above of segment i's plaintext, len[i] the
+ * size of seg[i] (body[i]) and "nonce + i" adds i to the nonce's last four
+ * bytes as a little-endian counter.  Blobs of at most S bytes keep the
+ * plain form, byte for byte.
+ *
  * Decoding checks integrity every time: the GCM tag (whose aad binds the
- * blob to its id) when encrypted, the SHA-256 of the result otherwise.  A
- * mismatch is -EBADMSG, never wrong bytes.
+ * blob to its id) when encrypted, the SHA-256 of the result otherwise
+ * (and each segment's check).  A mismatch is -EBADMSG, never wrong bytes.
  *
  * A codec is immutable after creation and may be used from many threads at
  * once (zstd contexts are kept per thread).
@@ -40,9 +56,17 @@ enum cairn_blob_type {
 
 struct cairn_codec;
 
+/* The segment size new repositories get, and the range a config may ask
+ * for (a power of two; 0 = blobs are never segmented). */
+#define CAIRN_SEGMENT_DEFAULT (128u * 1024)
+#define CAIRN_SEGMENT_MIN (16u * 1024)
+#define CAIRN_SEGMENT_MAX (8u * 1024 * 1024)
+bool cairn_codec_segment_size_valid(uint32_t size);
+
 /* @enc_key and @id_key: NULL for an unencrypted repository (both or
- * neither).  @zstd_level: 1..19 (-EINVAL otherwise).  The keys are copied. */
-int cairn_codec_new(const uint8_t *enc_key, const uint8_t *id_key, int zstd_level,
+ * neither).  @zstd_level: 1..19, @segment_size: 0 or valid (above);
+ * -EINVAL otherwise.  The keys are copied. */
+int cairn_codec_new(const uint8_t *enc_key, const uint8_t *id_key, int zstd_level, uint32_t segment_size,
                     struct cairn_codec **ret);
 struct cairn_codec *cairn_codec_free(struct cairn_codec *c);   /* accepts NULL */
 static inline void cairn_codec_freep(struct cairn_codec **c) {
@@ -69,3 +93,23 @@ int cairn_codec_encode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SI
  * -EFBIG when raw_len > CAIRN_BLOB_MAX; -ENOMEM. */
 int cairn_codec_decode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE],
                        const void *stored, size_t stored_len, void *out, size_t raw_len);
+
+/* ---- reading one segment ----
+ * A blob of @raw_len bytes has cairn_codec_segments() segments (0: it is
+ * not segmented, read it whole).  Its first cairn_codec_header_size()
+ * stored bytes say where each segment is; with them, locate segment @i
+ * (its offset within the stored blob and its stored length) and decode
+ * it into exactly cairn_codec_segment_len() bytes.  Locating checks the
+ * whole header against @stored_len: -EBADMSG when it does not add up. */
+uint32_t cairn_codec_segment_size(const struct cairn_codec *c);
+unsigned cairn_codec_segments(const struct cairn_codec *c, size_t raw_len);
+size_t cairn_codec_header_size(const struct cairn_codec *c, size_t raw_len);
+size_t cairn_codec_segment_len(const struct cairn_codec *c, size_t raw_len, unsigned i);
+int cairn_codec_segment_locate(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE], size_t raw_len,
+                               size_t stored_len, const void *header, unsigned i,
+                               size_t *ret_offset, size_t *ret_len);
+/* @seg: the @seg_len stored bytes located above; @out: room for
+ * cairn_codec_segment_len(raw_len, i) bytes.  -EBADMSG when damaged
+ * (then @out is zeroed), -ENOMEM. */
+int cairn_codec_decode_segment(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE], size_t raw_len,
+                               const void *header, unsigned i, const void *seg, size_t seg_len, void *out);

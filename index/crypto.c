@@ -124,28 +124,26 @@ int cairn_scrypt(const char *pass, size_t pass_len, const uint8_t *salt, size_t 
         return 0;
 }
 
-int cairn_aead_seal(const uint8_t key[CAIRN_KEY_SIZE], const void *aad, size_t aad_len,
-                    const void *pt, size_t len, uint8_t *out) {
+int cairn_aead_seal_nonce(const uint8_t key[CAIRN_KEY_SIZE], const uint8_t nonce[CAIRN_NONCE_SIZE],
+                          const void *aad, size_t aad_len, const void *pt, size_t len, uint8_t *out) {
         EVP_CIPHER_CTX *ctx;
         int n, r = -EIO;
 
         pthread_once(&fetch_once, fetch_algorithms);
         if (len > INT32_MAX)
                 return -EFBIG;
-        if (cairn_random_bytes(out, CAIRN_NONCE_SIZE) < 0)
-                return -EIO;
         ctx = EVP_CIPHER_CTX_new();
         if (!ctx)
                 return -ENOMEM;
-        if (EVP_EncryptInit_ex2(ctx, gcm, key, out, NULL) != 1)
+        if (EVP_EncryptInit_ex2(ctx, gcm, key, nonce, NULL) != 1)
                 goto fail;
         if (aad_len > 0 && EVP_EncryptUpdate(ctx, NULL, &n, aad, (int) aad_len) != 1)
                 goto fail;
-        if (EVP_EncryptUpdate(ctx, out + CAIRN_NONCE_SIZE, &n, pt, (int) len) != 1)
+        if (EVP_EncryptUpdate(ctx, out, &n, pt, (int) len) != 1)
                 goto fail;
-        if (EVP_EncryptFinal_ex(ctx, out + CAIRN_NONCE_SIZE + n, &n) != 1)
+        if (EVP_EncryptFinal_ex(ctx, out + n, &n) != 1)
                 goto fail;
-        if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CAIRN_TAG_SIZE, out + CAIRN_NONCE_SIZE + len) != 1)
+        if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CAIRN_TAG_SIZE, out + len) != 1)
                 goto fail;
         r = 0;
 fail:
@@ -155,29 +153,37 @@ fail:
         return r;
 }
 
-int cairn_aead_open(const uint8_t key[CAIRN_KEY_SIZE], const void *aad, size_t aad_len,
-                    const uint8_t *in, size_t in_len, uint8_t *pt_out) {
+int cairn_aead_seal(const uint8_t key[CAIRN_KEY_SIZE], const void *aad, size_t aad_len,
+                    const void *pt, size_t len, uint8_t *out) {
+        if (len > INT32_MAX)
+                return -EFBIG;
+        if (cairn_random_bytes(out, CAIRN_NONCE_SIZE) < 0)
+                return -EIO;
+        return cairn_aead_seal_nonce(key, out, aad, aad_len, pt, len, out + CAIRN_NONCE_SIZE);
+}
+
+int cairn_aead_open_nonce(const uint8_t key[CAIRN_KEY_SIZE], const uint8_t nonce[CAIRN_NONCE_SIZE],
+                          const void *aad, size_t aad_len, const uint8_t *in, size_t in_len, uint8_t *pt_out) {
         EVP_CIPHER_CTX *ctx;
         size_t len;
         int n, r = -EIO;
 
         pthread_once(&fetch_once, fetch_algorithms);
-        if (in_len < CAIRN_AEAD_OVERHEAD)
+        if (in_len < CAIRN_TAG_SIZE)
                 return -EBADMSG;
-        len = in_len - CAIRN_AEAD_OVERHEAD;
+        len = in_len - CAIRN_TAG_SIZE;
         if (len > INT32_MAX)
                 return -EFBIG;
         ctx = EVP_CIPHER_CTX_new();
         if (!ctx)
                 return -ENOMEM;
-        if (EVP_DecryptInit_ex2(ctx, gcm, key, in, NULL) != 1)
+        if (EVP_DecryptInit_ex2(ctx, gcm, key, nonce, NULL) != 1)
                 goto fail;
         if (aad_len > 0 && EVP_DecryptUpdate(ctx, NULL, &n, aad, (int) aad_len) != 1)
                 goto fail;
-        if (EVP_DecryptUpdate(ctx, pt_out, &n, in + CAIRN_NONCE_SIZE, (int) len) != 1)
+        if (EVP_DecryptUpdate(ctx, pt_out, &n, in, (int) len) != 1)
                 goto fail;
-        if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CAIRN_TAG_SIZE,
-                                (void *) (in + CAIRN_NONCE_SIZE + len)) != 1)
+        if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CAIRN_TAG_SIZE, (void *) (in + len)) != 1)
                 goto fail;
         if (EVP_DecryptFinal_ex(ctx, pt_out + n, &n) != 1) {
                 ERR_clear_error();
@@ -191,4 +197,11 @@ fail:
 out:
         EVP_CIPHER_CTX_free(ctx);
         return r;
+}
+
+int cairn_aead_open(const uint8_t key[CAIRN_KEY_SIZE], const void *aad, size_t aad_len,
+                    const uint8_t *in, size_t in_len, uint8_t *pt_out) {
+        if (in_len < CAIRN_AEAD_OVERHEAD)
+                return -EBADMSG;
+        return cairn_aead_open_nonce(key, in, aad, aad_len, in + CAIRN_NONCE_SIZE, in_len - CAIRN_NONCE_SIZE, pt_out);
 }

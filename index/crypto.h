@@ -52,3 +52,12 @@ int cairn_aead_seal(const uint8_t key[CAIRN_KEY_SIZE], const void *aad, size_t a
  * usable. */
 int cairn_aead_open(const uint8_t key[CAIRN_KEY_SIZE], const void *aad, size_t aad_len,
                     const uint8_t *in, size_t in_len, uint8_t *pt_out);
+
+/* The same with a nonce the caller chose (it must never repeat under one
+ * key): @out / @in are ciphertext || tag only (@len + CAIRN_TAG_SIZE
+ * bytes); the nonce is not stored.  Segmented blobs (codec.h) derive one
+ * nonce per segment from a random base. */
+int cairn_aead_seal_nonce(const uint8_t key[CAIRN_KEY_SIZE], const uint8_t nonce[CAIRN_NONCE_SIZE],
+                          const void *aad, size_t aad_len, const void *pt, size_t len, uint8_t *out);
+int cairn_aead_open_nonce(const uint8_t key[CAIRN_KEY_SIZE], const uint8_t nonce[CAIRN_NONCE_SIZE],
+                          const void *aad, size_t aad_len, const uint8_t *in, size_t in_len, uint8_t *pt_out);

@@ -510,3 +510,77 @@ int cairn_pack_read_blob(int repo_fd, const struct cairn_codec *codec, const uin
                 return log_error_errno(r, "Failed to decode blob %s of pack %s: %m", blob_hex, hex);
         return 0;
 }
+
+/* The checks cairn_pack_read_blob makes of a location taken from the index. */
+static int location_check(const struct cairn_codec *codec, const char *hex, const char *blob_hex, uint64_t offset,
+                          uint32_t stored_len, uint32_t raw_len) {
+        if (raw_len > CAIRN_BLOB_MAX)
+                return log_error_errno(-EFBIG, "Blob %s in pack %s: raw length %" PRIu32 " too large",
+                                       blob_hex, hex, raw_len);
+        if (offset < CAIRN_PACK_HEADER_SIZE || offset > PACK_SIZE_MAX ||
+            stored_len < cairn_codec_bound(codec, 0) || stored_len > cairn_codec_bound(codec, raw_len) ||
+            stored_len < cairn_codec_header_size(codec, raw_len))
+                return log_error_errno(-EBADMSG, "Blob %s in pack %s: impossible location "
+                                       "(offset %" PRIu64 ", stored %" PRIu32 ", raw %" PRIu32 ")",
+                                       blob_hex, hex, offset, stored_len, raw_len);
+        return 0;
+}
+
+int cairn_pack_read_header(int repo_fd, const struct cairn_codec *codec, const uint8_t pack_id[CAIRN_ID_SIZE],
+                           const uint8_t blob_id[CAIRN_ID_SIZE], uint64_t offset, uint32_t stored_len,
+                           uint32_t raw_len, void *out) {
+        _cleanup_close_ int fd = -1;
+        char hex[HEX_ID_SIZE], blob_hex[HEX_ID_SIZE];
+        size_t size = cairn_codec_header_size(codec, raw_len);
+        int r;
+
+        hex_encode(pack_id, CAIRN_ID_SIZE, hex);
+        hex_encode(blob_id, CAIRN_ID_SIZE, blob_hex);
+        if (size == 0)
+                return -EINVAL;
+        r = location_check(codec, hex, blob_hex, offset, stored_len, raw_len);
+        if (r < 0)
+                return r;
+        r = pack_open(repo_fd, pack_id, hex, &fd);
+        if (r < 0)
+                return r;
+        return pread_exact(fd, hex, out, size, offset);
+}
+
+int cairn_pack_read_segment(int repo_fd, const struct cairn_codec *codec, const uint8_t pack_id[CAIRN_ID_SIZE],
+                            const uint8_t blob_id[CAIRN_ID_SIZE], uint64_t offset, uint32_t stored_len,
+                            uint32_t raw_len, const void *header, unsigned i, void *out) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ uint8_t *stored = NULL;
+        char hex[HEX_ID_SIZE], blob_hex[HEX_ID_SIZE];
+        size_t at, len;
+        int r;
+
+        hex_encode(pack_id, CAIRN_ID_SIZE, hex);
+        hex_encode(blob_id, CAIRN_ID_SIZE, blob_hex);
+        r = location_check(codec, hex, blob_hex, offset, stored_len, raw_len);
+        if (r < 0)
+                return r;
+        r = cairn_codec_segment_locate(codec, blob_id, raw_len, stored_len, header, i, &at, &len);
+        if (r == -EBADMSG)
+                return log_error_errno(r, "Pack %s: blob %s at offset %" PRIu64 " has a damaged segment table",
+                                       hex, blob_hex, offset);
+        if (r < 0)
+                return r;
+        r = pack_open(repo_fd, pack_id, hex, &fd);
+        if (r < 0)
+                return r;
+        stored = malloc(len);
+        if (!stored)
+                return -ENOMEM;
+        r = pread_exact(fd, hex, stored, len, offset + at);
+        if (r < 0)
+                return r;
+        r = cairn_codec_decode_segment(codec, blob_id, raw_len, header, i, stored, len, out);
+        if (r == -EBADMSG)
+                return log_error_errno(r, "Pack %s: blob %s at offset %" PRIu64 " is damaged (segment %u)",
+                                       hex, blob_hex, offset, i);
+        if (r < 0)
+                return log_error_errno(r, "Failed to decode segment %u of blob %s of pack %s: %m", i, blob_hex, hex);
+        return 0;
+}

@@ -27,6 +27,7 @@ void cairn_repo_params_default(struct cairn_repo_params *p) {
         *p = (struct cairn_repo_params) {
                 .chunker = { CAIRN_CHUNK_MIN_DEFAULT, CAIRN_CHUNK_AVG_DEFAULT, CAIRN_CHUNK_MAX_DEFAULT },
                 .zstd_level = 3,
+                .segment_size = CAIRN_SEGMENT_DEFAULT,
                 .encrypted = true,
                 .scrypt_n = 1u << 15,
                 .scrypt_r = 8,
@@ -228,6 +229,13 @@ static int config_cb(const char *key, const char *value, void *userdata) {
                 r->params.zstd_level = (int) level;
                 return 0;
         }
+        if (streq(key, "segment-size")) {
+                /* Absent in repositories made before segments: 0, whole blobs. */
+                if (parse_u32(value, &r->params.segment_size) < 0 || r->params.segment_size == 0 ||
+                    !cairn_codec_segment_size_valid(r->params.segment_size))
+                        return -EINVAL;
+                return 0;
+        }
         if (streq(key, "encryption")) {
                 st->have_encryption = true;
                 if (streq(value, "aes-256-gcm"))
@@ -300,10 +308,11 @@ static int config_read(struct cairn_repo *r) {
 
 static int config_write(int fd, const uint8_t id[CAIRN_REPO_ID_SIZE], const struct cairn_repo_params *p,
                         const uint8_t seed[CAIRN_KEY_SIZE]) {
-        char idhex[2 * CAIRN_REPO_ID_SIZE + 1], seedhex[2 * CAIRN_KEY_SIZE + 1];
+        char idhex[2 * CAIRN_REPO_ID_SIZE + 1], seedhex[2 * CAIRN_KEY_SIZE + 1], segment[16];
         _cleanup_free_ char *text = NULL;
         int n;
 
+        snprintf(segment, sizeof segment, "%" PRIu32, p->segment_size);
         n = asprintf(&text,
                      "# cairn repository: do not edit\n"
                      "version = %d\n"
@@ -313,13 +322,16 @@ static int config_write(int fd, const uint8_t id[CAIRN_REPO_ID_SIZE], const stru
                      "chunker-max = %" PRIu32 "\n"
                      "%s%s%s"
                      "compression = zstd:%d\n"
+                     "%s%s%s"
                      "encryption = %s\n",
                      CAIRN_FORMAT_VERSION, hex_encode(id, CAIRN_REPO_ID_SIZE, idhex),
                      p->chunker.min_size, p->chunker.avg_size, p->chunker.max_size,
                      p->encrypted ? "" : "chunker-seed = ",
                      p->encrypted ? "" : hex_encode(seed, CAIRN_KEY_SIZE, seedhex),
                      p->encrypted ? "" : "\n",
-                     p->zstd_level, p->encrypted ? "aes-256-gcm" : "none");
+                     p->zstd_level,
+                     p->segment_size ? "segment-size = " : "", p->segment_size ? segment : "", p->segment_size ? "\n" : "",
+                     p->encrypted ? "aes-256-gcm" : "none");
         if (n < 0)
                 return -ENOMEM;
         return write_file_atomic_at(fd, ".", "config", text, (size_t) n, 0600);
@@ -604,6 +616,9 @@ int cairn_repo_create(const char *path, const struct cairn_repo_params *params, 
 
         if (params->zstd_level < 1 || params->zstd_level > 19)
                 return log_error_errno(-EINVAL, "Compression level %d is out of range (1..19)", params->zstd_level);
+        if (!cairn_codec_segment_size_valid(params->segment_size))
+                return log_error_errno(-EINVAL, "Segment size %" PRIu32 " is not 0 or a power of two from %u to %u",
+                                       params->segment_size, CAIRN_SEGMENT_MIN, CAIRN_SEGMENT_MAX);
         k = cairn_chunker_new(&params->chunker, seed, &probe);
         if (k < 0)
                 return log_error_errno(k, "Bad chunker sizes %u/%u/%u", params->chunker.min_size,
@@ -741,7 +756,7 @@ static int repo_open(const char *path, const struct cairn_pass_source *pass, boo
         if (k < 0)
                 return log_error_errno(-EBADMSG, "%s/config: bad chunker sizes", path);
         k = cairn_codec_new(r->params.encrypted ? r->enc_key : NULL, r->params.encrypted ? r->id_key : NULL,
-                            r->params.zstd_level, &r->codec);
+                            r->params.zstd_level, r->params.segment_size, &r->codec);
         if (k < 0)
                 return log_error_errno(k, "Cannot set up the codec: %m");
 

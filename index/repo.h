@@ -35,6 +35,7 @@ struct cairn_repo;
 struct cairn_repo_params {
         struct cairn_chunker_params chunker;
         int zstd_level;                 /* 1..19, default 3 */
+        uint32_t segment_size;          /* codec.h; default CAIRN_SEGMENT_DEFAULT, 0 = whole blobs */
         bool encrypted;
         uint64_t scrypt_n;              /* default 2^15 */
         uint32_t scrypt_r, scrypt_p;    /* default 8, 1 */

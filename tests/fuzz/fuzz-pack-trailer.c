@@ -28,7 +28,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         static const uint8_t enc_key[CAIRN_KEY_SIZE] = { 1, 2, 3, 4 }, id_key[CAIRN_KEY_SIZE] = { 5, 6, 7, 8 };
 
         fuzz_quiet();
-        if (cairn_codec_new(NULL, NULL, 3, &plain_codec) < 0 || cairn_codec_new(enc_key, id_key, 3, &enc_codec) < 0)
+        if (cairn_codec_new(NULL, NULL, 3, 0, &plain_codec) < 0 || cairn_codec_new(enc_key, id_key, 3, 0, &enc_codec) < 0)
                 abort();
         return 0;
 }

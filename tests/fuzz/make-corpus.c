@@ -308,7 +308,7 @@ int main(int argc, char **argv) {
         out = argv[1];
         (void) mkdir(out, 0755);
         /* The same codecs as the targets: fuzz-pack-trailer.c's fixed keys. */
-        if (cairn_codec_new(NULL, NULL, 3, &plain) < 0 || cairn_codec_new(enc_key, id_key, 3, &enc) < 0)
+        if (cairn_codec_new(NULL, NULL, 3, 0, &plain) < 0 || cairn_codec_new(enc_key, id_key, 3, 0, &enc) < 0)
                 die("codec");
 
         pack_seed(plain, false, "pack-empty", 0);

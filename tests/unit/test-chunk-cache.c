@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The decoded-chunk cache: right bytes, hits, the memory budget, held
- * chunks never evicted, prefetch, many threads at once, and damage that
- * is reported every time and never cached. */
+ * chunks never evicted, prefetch, many threads at once, single segments
+ * for random reads, and damage that is reported every time and never
+ * cached. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 
 #include "chunk-cache.h"
+#include "codec.h"
 #include "log.h"
 #include "repo.h"
 #include "store.h"
@@ -27,6 +29,27 @@ static bool chunk_right(const struct cairn_chunk *c, int i) {
                 return false;
         test_fill_random(want, CHUNK, (uint64_t) i + 1);
         return c && c->len == CHUNK && memcmp(c->data, want, CHUNK) == 0;
+}
+
+/* A piece from cairn_chunk_cache_get_part(): right bytes for its place? */
+static bool piece_right(const struct cairn_chunk *c, int i, uint64_t off) {
+        if (!want && !(want = malloc(CHUNK)))
+                return false;
+        test_fill_random(want, CHUNK, (uint64_t) i + 1);
+        return c && c->base <= off && off < c->base + c->len && c->base + c->len <= CHUNK &&
+               memcmp(c->data, want + c->base, c->len) == 0;
+}
+
+static void pack_path_of(struct cairn_repo *r, const char *repo, const uint8_t id[CAIRN_ID_SIZE],
+                         struct cairn_chunk_loc *ret_loc, char *path, size_t size) {
+        struct cairn_txn *t = NULL;
+        char hex[2 * CAIRN_ID_SIZE + 1];
+
+        if (cairn_index_txn_begin(cairn_repo_index(r), false, &t) < 0 || cairn_index_chunk_get(t, id, ret_loc) < 0)
+                BAIL_OUT("cannot find a chunk");
+        cairn_index_txn_abort(t);
+        hex_encode(ret_loc->pack, CAIRN_ID_SIZE, hex);
+        snprintf(path, size, "%s/packs/%.2s/%s", repo, hex, hex);
 }
 
 struct worker_arg {
@@ -151,6 +174,41 @@ int main(void) {
         }
         cache = cairn_chunk_cache_free(cache);
 
+        /* ---- random reads: one 128 KiB segment, not the chunk ---- */
+        is(cairn_codec_segments(cairn_repo_codec(r), CHUNK), 8u, "a 1 MiB chunk is stored as 8 segments");
+        is(cairn_chunk_cache_new(r, 16u << 20, 0, &cache), 0, "a fresh cache");
+        is(cairn_chunk_cache_get_part(cache, ids[20], CHUNK, 300000, &c), 0, "get the piece holding byte 300000");
+        ok(piece_right(c, 20, 300000), "it is segment 2 (base %" PRIu64 ", %zu bytes), with the right bytes",
+           c ? c->base : 0, c ? c->len : 0);
+        is(c ? c->len : 0, (size_t) 128 * 1024, "one segment long");
+        cairn_chunk_cache_release(cache, c);
+        cairn_chunk_cache_get_stats(cache, &st);
+        is(st.misses, 2, "two misses: the chunk's segment table and the segment");
+        ok(st.bytes < 200 * 1024, "about one segment is held (%" PRIu64 " bytes), not the chunk", st.bytes);
+        is(cairn_chunk_cache_get_part(cache, ids[20], CHUNK, 300001, &c), 0, "the next byte");
+        ok(piece_right(c, 20, 300001), "comes from the same piece");
+        cairn_chunk_cache_release(cache, c);
+        cairn_chunk_cache_get_stats(cache, &st);
+        is(st.hits, 1, "as a hit");
+        bad = 0;
+        for (uint64_t off = 0; off < CHUNK; off += 128 * 1024) {
+                if (cairn_chunk_cache_get_part(cache, ids[20], CHUNK, off + 77, &c) < 0 || !piece_right(c, 20, off + 77))
+                        bad++;
+                cairn_chunk_cache_release(cache, c);
+        }
+        is(bad, 0, "all 8 segments read right on their own");
+        cairn_chunk_cache_get_stats(cache, &st);
+        is(st.misses, 9, "each segment read once, the table once (misses %" PRIu64 ")", st.misses);
+        is(cairn_chunk_cache_get(cache, ids[21], CHUNK, &c), 0, "a whole chunk");
+        cairn_chunk_cache_release(cache, c);
+        is(cairn_chunk_cache_get_part(cache, ids[21], CHUNK, 999999, &c), 0, "then a piece of it");
+        ok(c && c->base == 0 && c->len == CHUNK && chunk_right(c, 21), "is served from the whole chunk already cached");
+        cairn_chunk_cache_release(cache, c);
+        is(cairn_chunk_cache_get_part(cache, ids[22], CHUNK - 1, 5, &c), -EBADMSG,
+           "a piece of a chunk of another length is -EBADMSG");
+        is(cairn_chunk_cache_get_part(cache, unknown, CHUNK, 5, &c), -ENOENT, "a piece of an unknown chunk is -ENOENT");
+        cache = cairn_chunk_cache_free(cache);
+
         /* ---- damage: one flipped byte inside chunk 10 ---- */
         {
                 struct cairn_txn *t = NULL;
@@ -183,7 +241,47 @@ int main(void) {
         cairn_chunk_cache_release(cache, c);
         cairn_chunk_cache_get_stats(cache, &st);
         is(st.errors, 2, "two errors counted");
-        cairn_chunk_cache_free(cache);
+        {
+                unsigned failed = 0, right = 0;
+                for (uint64_t off = 0; off < CHUNK; off += 128 * 1024) {
+                        int k = cairn_chunk_cache_get_part(cache, ids[10], CHUNK, off, &c);
+                        if (k == -EBADMSG)
+                                failed++;
+                        else if (k == 0 && piece_right(c, 10, off))
+                                right++;
+                        if (k == 0)
+                                cairn_chunk_cache_release(cache, c);
+                }
+                is(failed, 1u, "read by segments, exactly one segment of the damaged chunk fails");
+                is(right, 7u, "and its other 7 segments read right");
+        }
+        cache = cairn_chunk_cache_free(cache);
+
+        /* ---- a cached segment table whose pack a prune replaced ---- */
+        {
+                struct cairn_chunk_loc loc;
+                struct cairn_txn *t = NULL;
+                char moved[4700], hex[2 * CAIRN_ID_SIZE + 1], cmd[16000];
+
+                is(cairn_chunk_cache_new(r, 16u << 20, 0, &cache), 0, "a fresh cache");
+                is(cairn_chunk_cache_get_part(cache, ids[30], CHUNK, 0, &c), 0, "segment 0 of chunk 30 (its table cached)");
+                cairn_chunk_cache_release(cache, c);
+                /* "Repack": the same bytes under another pack name, the
+                 * index row pointed there, the old pack deleted. */
+                pack_path_of(r, repo, ids[30], &loc, pack, sizeof pack);
+                loc.pack[0] ^= 0xff;
+                hex_encode(loc.pack, CAIRN_ID_SIZE, hex);
+                snprintf(moved, sizeof moved, "%s/packs/%.2s", repo, hex);
+                snprintf(cmd, sizeof cmd, "mkdir -p '%s' && mv '%s' '%s/%s'", moved, pack, moved, hex);
+                if (system(cmd) != 0 || cairn_index_txn_begin(cairn_repo_index(r), true, &t) < 0 ||
+                    cairn_index_chunk_put(t, ids[30], &loc) < 0 || cairn_index_txn_commit(t) < 0)
+                        BAIL_OUT("cannot move the pack");
+                is(cairn_chunk_cache_get_part(cache, ids[30], CHUNK, 600000, &c), 0,
+                   "a new segment still reads: the stale location is looked up again");
+                ok(piece_right(c, 30, 600000), "with the right bytes");
+                cairn_chunk_cache_release(cache, c);
+                cache = cairn_chunk_cache_free(cache);
+        }
 
         cairn_repo_free(r);
         free(want);

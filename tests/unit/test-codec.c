@@ -92,18 +92,18 @@ static int decode_equals(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_
 static void test_new(void) {
         struct cairn_codec *c = NULL;
 
-        is(cairn_codec_new(NULL, NULL, 0, &c), -EINVAL, "level 0 is refused");
-        is(cairn_codec_new(NULL, NULL, 20, &c), -EINVAL, "level 20 is refused");
-        is(cairn_codec_new(enc_key, NULL, 3, &c), -EINVAL, "an encryption key without an id key is refused");
-        is(cairn_codec_new(NULL, id_key, 3, &c), -EINVAL, "an id key without an encryption key is refused");
+        is(cairn_codec_new(NULL, NULL, 0, 0, &c), -EINVAL, "level 0 is refused");
+        is(cairn_codec_new(NULL, NULL, 20, 0, &c), -EINVAL, "level 20 is refused");
+        is(cairn_codec_new(enc_key, NULL, 3, 0, &c), -EINVAL, "an encryption key without an id key is refused");
+        is(cairn_codec_new(NULL, id_key, 3, 0, &c), -EINVAL, "an id key without an encryption key is refused");
         ok(!c, "nothing returned on failure");
         ok(!cairn_codec_free(NULL), "free(NULL) returns NULL");
 
-        is(cairn_codec_new(NULL, NULL, 1, &c), 0, "level 1 accepted");
+        is(cairn_codec_new(NULL, NULL, 1, 0, &c), 0, "level 1 accepted");
         ok(!cairn_codec_encrypted(c), "unencrypted codec says so");
         is(cairn_codec_bound(c, 0), 1, "bound(0) unencrypted");
         c = cairn_codec_free(c);
-        is(cairn_codec_new(enc_key, id_key, 19, &c), 0, "level 19 accepted");
+        is(cairn_codec_new(enc_key, id_key, 19, 0, &c), 0, "level 19 accepted");
         ok(cairn_codec_encrypted(c), "encrypted codec says so");
         is(cairn_codec_bound(c, 0), 1 + CAIRN_AEAD_OVERHEAD, "bound(0) encrypted");
         c = cairn_codec_free(c);
@@ -200,14 +200,14 @@ static void test_ids(const struct cairn_codec *plain, const struct cairn_codec *
 
         memcpy(other_key, id_key, sizeof other_key);
         other_key[0] ^= 1;
-        if (cairn_codec_new(enc_key, other_key, 3, &enc2) < 0)
+        if (cairn_codec_new(enc_key, other_key, 3, 0, &enc2) < 0)
                 BAIL_OUT("cairn_codec_new");
         cairn_codec_id(enc2, data, sizeof data, b);
         ok(memcmp(a, b, sizeof a) != 0, "encrypted id depends on the id key");
 
         other_key[0] ^= 1;
         other_key[5] ^= 0x80;
-        if (cairn_codec_new(other_key, id_key, 3, &enc3) < 0)
+        if (cairn_codec_new(other_key, id_key, 3, 0, &enc3) < 0)
                 BAIL_OUT("cairn_codec_new");
         cairn_codec_id(enc3, data, sizeof data, b);
         ok(memcmp(a, b, sizeof a) == 0, "encrypted id does not depend on the encryption key");
@@ -259,7 +259,7 @@ static void test_bit_flips(const struct cairn_codec *c, const char *name, size_t
         copy = malloc(e.stored_len);
         if (!copy)
                 BAIL_OUT("out of memory");
-        may_be_harmless = !cairn_codec_encrypted(c) && e.stored[0] == 1;
+        may_be_harmless = !cairn_codec_encrypted(c) && (cairn_codec_segments(c, len) > 0 || e.stored[0] == 1);
 
         for (size_t pos = 0; pos < e.stored_len; pos++) {
                 bool sample = len <= 64 * KiB || pos % 4099 == 0 || pos < 64 || pos >= e.stored_len - 64;
@@ -410,6 +410,142 @@ struct thread_arg {
         unsigned failures;
 };
 
+
+/* Segment @i of @e, decoded on its own; 1 when it equals the plaintext's
+ * piece.  *ret_r: the first error. */
+static int segment_equals(const struct cairn_codec *c, const struct encoded *e, const uint8_t *raw, size_t len,
+                          unsigned i, int *ret_r) {
+        size_t seg_len = cairn_codec_segment_len(c, len, i), off, stored;
+        uint8_t *out = malloc(MAX(seg_len, (size_t) 1));
+        int r, same;
+
+        if (!out)
+                BAIL_OUT("out of memory");
+        r = cairn_codec_segment_locate(c, e->id, len, e->stored_len, e->stored, i, &off, &stored);
+        if (r >= 0)
+                r = cairn_codec_decode_segment(c, e->id, len, e->stored, i, e->stored + off, stored, out);
+        same = r == 0 && memcmp(out, raw + (size_t) i * cairn_codec_segment_size(c), seg_len) == 0;
+        if (r < 0) {
+                bool zeroed = true;
+                for (size_t k = 0; k < seg_len; k++)
+                        zeroed = zeroed && out[k] == 0;
+                if (!zeroed)
+                        r = -EUCLEAN;    /* a failed segment must not leave bytes behind */
+        }
+        free(out);
+        *ret_r = r;
+        return same;
+}
+
+/* Half random, half text, in 64 KiB pieces: some segments compress, some not. */
+static void fill_mixed(uint8_t *p, size_t n, uint64_t seed) {
+        for (size_t off = 0; off < n; off += 64 * KiB) {
+                size_t l = MIN((size_t) 64 * KiB, n - off);
+                if ((off / (64 * KiB)) % 2)
+                        fill_text(p + off, l, seed + off);
+                else
+                        fill_random(p + off, l, seed + off);
+        }
+}
+
+static void test_segmented(const struct cairn_codec *c, const struct cairn_codec *whole, const char *name) {
+        const size_t S = cairn_codec_segment_size(c);
+        const size_t sizes[] = { 1, S - 1, S, S + 1, 3 * S, 1 * MiB + 12345, 8 * MiB };
+        uint8_t *raw = malloc(8 * MiB);
+
+        if (!raw)
+                BAIL_OUT("out of memory");
+        for (size_t si = 0; si < ELEMENTSOF(sizes); si++) {
+                size_t len = sizes[si];
+                unsigned n = cairn_codec_segments(c, len);
+                struct encoded e, w;
+                bool all = true;
+                int r = 0;
+
+                fill_mixed(raw, len, 300 + si);
+                is(encode(c, raw, len, &e), 0, "%s: encode %zu mixed bytes", name, len);
+                ok(e.stored_len <= cairn_codec_bound(c, len), "%s: %zu bytes: stored %zu within bound %zu", name, len,
+                   e.stored_len, cairn_codec_bound(c, len));
+                ok(decode_equals(c, e.id, e.stored, e.stored_len, raw, len, &r), "%s: %zu bytes round trip whole (r=%d)",
+                   name, len, r);
+                is(n, len > S ? (unsigned) ((len + S - 1) / S) : 0u, "%s: %zu bytes make %u segments", name, len, n);
+                /* Ids do not depend on segmenting: a chunk is deduplicated
+                 * against what an unsegmented writer stored. */
+                is(encode(whole, raw, len, &w), 0, "%s: the whole-blob codec encodes %zu bytes", name, len);
+                ok(memcmp(e.id, w.id, CAIRN_ID_SIZE) == 0, "%s: %zu bytes: same id with and without segments", name, len);
+                if (n == 0) {
+                        /* Up to one segment's size: the plain form, which a
+                         * whole-blob codec reads (and byte for byte when
+                         * the encoding is deterministic). */
+                        ok(decode_equals(whole, e.id, e.stored, e.stored_len, raw, len, &r),
+                           "%s: %zu bytes (not segmented) read by the whole-blob codec", name, len);
+                        if (!cairn_codec_encrypted(c))
+                                ok(e.stored_len == w.stored_len && memcmp(e.stored, w.stored, e.stored_len) == 0,
+                                   "%s: %zu bytes stored exactly as without segments", name, len);
+                        free(e.stored);
+                        free(w.stored);
+                        continue;
+                }
+                ok(!decode_equals(whole, e.id, e.stored, e.stored_len, raw, len, &r) && r == -EBADMSG,
+                   "%s: %zu bytes: a whole-blob codec refuses a segmented blob", name, len);
+                is(cairn_codec_header_size(c, len), (size_t) (cairn_codec_encrypted(c) ? 12 + 4 * n : 20 * n),
+                   "%s: header size for %u segments", name, n);
+                for (unsigned i = 0; i < n && all; i++)
+                        all = segment_equals(c, &e, raw, len, i, &r);
+                ok(all, "%s: %zu bytes: each of %u segments decodes on its own (r=%d)", name, len, n, r);
+
+                /* Damage in one segment: that segment fails, the others read. */
+                {
+                        unsigned j = n / 2, good = 0;
+                        size_t off, stored;
+                        r = cairn_codec_segment_locate(c, e.id, len, e.stored_len, e.stored, j, &off, &stored);
+                        e.stored[off + stored / 2] ^= 0x10;
+                        ok(!segment_equals(c, &e, raw, len, j, &r) && r == -EBADMSG,
+                           "%s: %zu bytes: a flipped byte in segment %u fails it", name, len, j);
+                        for (unsigned i = 0; i < n; i++)
+                                if (i != j)
+                                        good += segment_equals(c, &e, raw, len, i, &r);
+                        is(good, n - 1, "%s: %zu bytes: the other %u segments still read", name, len, n - 1);
+                        ok(!decode_equals(c, e.id, e.stored, e.stored_len, raw, len, &r) && r == -EBADMSG,
+                           "%s: %zu bytes: the whole blob fails", name, len);
+                        e.stored[off + stored / 2] ^= 0x10;
+                }
+                /* A length in the table: every segment is refused (the
+                 * table is checked whole), not read from the wrong place. */
+                {
+                        size_t at = cairn_codec_encrypted(c) ? 12 : 0;
+                        size_t off, stored;
+                        e.stored[at] ^= 1;
+                        r = cairn_codec_segment_locate(c, e.id, len, e.stored_len, e.stored, n - 1, &off, &stored);
+                        is(r, -EBADMSG, "%s: %zu bytes: a damaged length in the table is refused", name, len);
+                        e.stored[at] ^= 1;
+                        r = cairn_codec_segment_locate(c, e.id, len, e.stored_len - 1, e.stored, 0, &off, &stored);
+                        is(r, -EBADMSG, "%s: %zu bytes: a truncated blob is refused", name, len);
+                }
+                /* Another blob's segment, or this blob's segment 0 read as
+                 * segment 1, never passes. */
+                {
+                        size_t off0, len0, off1, len1;
+                        uint8_t *out = malloc(S);
+                        uint8_t other_id[CAIRN_ID_SIZE];
+                        if (!out)
+                                BAIL_OUT("out of memory");
+                        cairn_codec_segment_locate(c, e.id, len, e.stored_len, e.stored, 0, &off0, &len0);
+                        cairn_codec_segment_locate(c, e.id, len, e.stored_len, e.stored, 1, &off1, &len1);
+                        r = cairn_codec_decode_segment(c, e.id, len, e.stored, 1, e.stored + off0, len0, out);
+                        is(r, -EBADMSG, "%s: %zu bytes: segment 0's bytes are not accepted as segment 1", name, len);
+                        memcpy(other_id, e.id, sizeof other_id);
+                        other_id[5] ^= 1;
+                        r = cairn_codec_decode_segment(c, other_id, len, e.stored, 1, e.stored + off1, len1, out);
+                        is(r, -EBADMSG, "%s: %zu bytes: a segment is not accepted under another blob's id", name, len);
+                        free(out);
+                }
+                free(e.stored);
+                free(w.stored);
+        }
+        free(raw);
+}
+
 static void *thread_main(void *p) {
         struct thread_arg *a = p;
         uint64_t s = a->seed;
@@ -458,7 +594,7 @@ static void test_threads(const struct cairn_codec *c, const char *name) {
 }
 
 int main(void) {
-        struct cairn_codec *plain = NULL, *enc = NULL, *plain19 = NULL, *other = NULL;
+        struct cairn_codec *plain = NULL, *enc = NULL, *plain19 = NULL, *other = NULL, *plain_seg = NULL, *enc_seg = NULL;
         uint8_t other_key[CAIRN_KEY_SIZE];
 
         cairn_log_set_handler(log_count, NULL);
@@ -467,12 +603,12 @@ int main(void) {
 
         test_new();
 
-        if (cairn_codec_new(NULL, NULL, 3, &plain) < 0 || cairn_codec_new(enc_key, id_key, 3, &enc) < 0 ||
-            cairn_codec_new(NULL, NULL, 19, &plain19) < 0)
+        if (cairn_codec_new(NULL, NULL, 3, 0, &plain) < 0 || cairn_codec_new(enc_key, id_key, 3, 0, &enc) < 0 ||
+            cairn_codec_new(NULL, NULL, 19, 0, &plain19) < 0)
                 BAIL_OUT("cairn_codec_new");
         memcpy(other_key, enc_key, sizeof other_key);
         other_key[17] ^= 4;
-        if (cairn_codec_new(other_key, id_key, 3, &other) < 0)
+        if (cairn_codec_new(other_key, id_key, 3, 0, &other) < 0)
                 BAIL_OUT("cairn_codec_new");
 
         test_round_trips(plain, "plain");
@@ -501,6 +637,26 @@ int main(void) {
 
         test_threads(plain, "plain");
         test_threads(enc, "enc");
+
+        if (cairn_codec_new(NULL, NULL, 3, CAIRN_SEGMENT_DEFAULT, &plain_seg) < 0 ||
+            cairn_codec_new(enc_key, id_key, 3, CAIRN_SEGMENT_DEFAULT, &enc_seg) < 0)
+                BAIL_OUT("cairn_codec_new");
+        test_segmented(plain_seg, plain, "plain, segments");
+        test_segmented(enc_seg, enc, "enc, segments");
+        test_bit_flips(enc_seg, "enc, segments", 1 * MiB, true);
+        test_bit_flips(enc_seg, "enc, segments", 1 * MiB, false);
+        test_bit_flips(plain_seg, "plain, segments", 1 * MiB, true);
+        test_bit_flips(plain_seg, "plain, segments", 1 * MiB, false);
+        test_threads(enc_seg, "enc, segments");
+        {
+                struct cairn_codec *bad = NULL;
+                is(cairn_codec_new(NULL, NULL, 3, 100000, &bad), -EINVAL, "a segment size not a power of two is refused");
+                is(cairn_codec_new(NULL, NULL, 3, 8 * KiB, &bad), -EINVAL, "a segment size below 16 KiB is refused");
+                is(cairn_codec_new(NULL, NULL, 3, 16 * MiB, &bad), -EINVAL, "a segment size above 8 MiB is refused");
+                ok(!bad, "no codec made for a bad segment size");
+        }
+        cairn_codec_free(plain_seg);
+        cairn_codec_free(enc_seg);
 
         cairn_codec_free(plain);
         cairn_codec_free(enc);

@@ -631,7 +631,7 @@ int main(void) {
         cairn_log_set_handler(log_capture, NULL);
         memset(enc_key, 0x5a, sizeof enc_key);
         memset(id_key, 0xa5, sizeof id_key);
-        if (cairn_codec_new(NULL, NULL, 3, &plain) < 0 || cairn_codec_new(enc_key, id_key, 3, &enc) < 0)
+        if (cairn_codec_new(NULL, NULL, 3, 0, &plain) < 0 || cairn_codec_new(enc_key, id_key, 3, 0, &enc) < 0)
                 BAIL_OUT("cairn_codec_new");
 
         snprintf(tmpl, sizeof tmpl, "%s/test-pack.XXXXXX", base && *base ? base : "/tmp");
