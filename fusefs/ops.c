@@ -30,6 +30,8 @@
 
 #define READ_IOV_MAX 64
 #define RA_BYTES_MAX (16u * 1024 * 1024)
+#define SEQ_REQUEST_MIN (64u * 1024)       /* a readahead-sized request */
+#define SEQ_WINDOW (2u * 1024 * 1024)      /* how far out of order one may arrive */
 
 static const uint8_t zeros[128 * 1024];
 static const uint8_t zero_id[CAIRN_ID_SIZE];
@@ -871,7 +873,14 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
                 return;
         }
         len = (size_t) MIN((uint64_t) size, n->size - (uint64_t) off);
-        sequential = (uint64_t) off <= f->next_off + 2 * 1024 * 1024 && (uint64_t) off + 2 * 1024 * 1024 >= f->next_off;
+        /* Only the page cache's misses reach us, so a random reader's
+         * requests can land near each other; the kernel's readahead for a
+         * sequential one sends large requests (or continues exactly where
+         * the last one ended).  Sequential readers get whole chunks and
+         * prefetch, random ones single segments. */
+        sequential = (uint64_t) off == f->next_off ||
+                     (size >= SEQ_REQUEST_MIN && (uint64_t) off <= f->next_off + SEQ_WINDOW &&
+                      (uint64_t) off + SEQ_WINDOW >= f->next_off);
         f->next_off = (uint64_t) off + len;
 
         p = malloc(sizeof *p);

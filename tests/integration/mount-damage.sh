@@ -71,6 +71,48 @@ print("# blocks: %d read right, %d failed, %d wrong" % (good, failed, wrong))
 sys.exit(1 if wrong or not failed or not good else 0)
 EOF
 tap_ok $? "block by block: the damaged blocks fail, the others read the source's bytes (never wrong data)"
+# Read at random (4 KiB blocks in a shuffled order where no read is
+# within 2.5 MiB of the one before: most blocks of the file), the damage costs about one
+# 128 KiB segment, not its whole chunk (this one is over 1 MB: chunks are
+# at least 512 KiB).  Slack for the kernel's own readahead: a large
+# request near the damaged segment is served as the whole chunk and fails.
+timeout 300 python3 - "$A/big.bin" "$PA/big.bin" <<'EOF'
+import os, random, sys
+src = open(sys.argv[1], "rb").read()
+fd = os.open(sys.argv[2], os.O_RDONLY)
+blocks = len(src) // 4096
+rest = list(range(blocks))
+random.Random(3).shuffle(rest)
+order, prev = [], -10**9
+while rest:   # till only blocks near the last one are left
+    i = next((j for j, b in enumerate(rest) if abs(b - prev) * 4096 > 2.5 * 2**20), None)
+    if i is None:
+        break
+    prev = rest.pop(i)
+    order.append(prev)
+failed, wrong = [], 0
+for b in order:
+    off = b * 4096
+    try:
+        got = os.pread(fd, 4096, off)
+    except OSError:
+        failed.append(off)
+        continue
+    if got != src[off:off + 4096]:
+        wrong += 1
+span = (max(failed) - min(failed) + 4096) if failed else 0
+runs = []
+for off in sorted(failed):
+    if runs and off == runs[-1][1]:
+        runs[-1][1] = off + 4096
+    else:
+        runs.append([off, off + 4096])
+print("# failed ranges: " + " ".join("%d+%dK" % (a, (b - a) // 1024) for a, b in runs))
+print("# 4 KiB random reads: %d of %d failed, over %d KiB; %d wrong" % (len(failed), len(order), span // 1024, wrong))
+# One segment is 32 or 33 pages; a whole chunk at least 128.
+sys.exit(1 if wrong or not failed or len(failed) > 2 * 33 or len(order) < blocks * 3 // 4 else 0)
+EOF
+tap_ok $? "random 4 KiB reads: the damaged segment fails (never wrong bytes), the rest of its chunk reads"
 kill -0 "$pid" 2>/dev/null && mountpoint -q "$M"; tap_ok $? "the daemon is still alive and mounted"
 cmp -s "$B/other.bin" "$PB/other.bin"; tap_ok $? "a file of the other job reads"
 cmp -s "$B/notes.txt" "$PB/notes.txt"; tap_ok $? "a small file of the other job reads"

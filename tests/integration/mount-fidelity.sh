@@ -154,4 +154,68 @@ kill -0 "$pid"; tap_ok $? "the daemon still runs"
 mount_stop_term "$M" "$pid" "fidelity"
 log_clean "$log" "fidelity"
 
+# ---- random reads: single segments of large chunks ----
+# A mixed file (random and text pieces), read at scattered offsets through
+# a small cache: a non-sequential read decodes only the segment it needs.
+# Repositories: the default (encrypted, 128 KiB segments), unencrypted
+# with 16 KiB segments, and whole chunks (--segment-size 0, the form of
+# repositories made before segments).
+RS=$T/rand-src
+mkdir -p "$RS"
+python3 - "$RS/mixed.bin" <<'EOF'
+import random, sys
+r = random.Random(5)
+with open(sys.argv[1], "wb") as f:
+    for i in range(24 * 16):                     # 24 MiB in 64 KiB pieces
+        if r.random() < 0.5:
+            f.write(r.randbytes(65536))
+        else:
+            f.write(b"".join(b"line %d of the log, value %d\n" % (i, r.randrange(10**6)) for _ in range(2400))[:65536])
+EOF
+randreads() { # SRC MOUNTED: scattered reads, never two in a row within 2 MiB
+        timeout 300 python3 - "$1" "$2" <<'EOF'
+import math, os, sys
+src = open(sys.argv[1], "rb").read()
+fd = os.open(sys.argv[2], os.O_RDONLY)
+blocks = len(src) // 4096
+stride = blocks // 2 + 1
+while math.gcd(stride, blocks) != 1:
+    stride += 1
+bad, n = [], 0
+for k in range(1500):
+    off = (k * stride % blocks) * 4096
+    size = (4096, 1, 200000, 131072 + 7)[k % 4]  # pages, one byte, across segment and chunk ends
+    if k % 4 == 3:
+        off = max(0, off - 100)
+    if os.pread(fd, size, off) != src[off:off + size]:
+        bad.append(off)
+    n += 1
+if os.pread(fd, 10000, len(src) - 3000) != src[-3000:]:
+    bad.append(len(src) - 3000)
+print("# %d scattered reads, %d wrong" % (n + 1, len(bad)))
+sys.exit(1 if bad else 0)
+EOF
+}
+for variant in "default::131072" "unencrypted:--no-encryption --segment-size 16K:16384" "whole:--segment-size 0:0"; do
+        name=${variant%%:*}; rest=${variant#*:}; opts=${rest%%:*}; seg_want=${rest#*:}
+        RR=$T/rand-$name
+        # shellcheck disable=SC2086
+        expect 0 "$name: init $opts" -- "$CAIRN" -r "$RR" --password-file "$T/pw" init --scrypt-n 1024 $opts
+        got=$("$CAIRN" -r "$RR" --password-file "$T/pw" info --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["segment_size"])')
+        test "$got" = "$seg_want"; tap_ok $? "$name: cairn info says segment_size $got"
+        expect 0 "$name: backup the mixed file" -- "$CAIRN" -r "$RR" --password-file "$T/pw" backup --job rand "$RS"
+        log=$T/rand-$name.log
+        mount_start "$log" "$M" -o password_file="$T/pw",cache_size=16 "$RR" "$M"; tap_ok $? "$name: mount with cache_size=16"
+        randreads "$RS/mixed.bin" "$M/rand/latest$RS/mixed.bin"; tap_ok $? "$name: scattered reads return the source's bytes"
+        cmp -s "$RS/mixed.bin" "$M/rand/latest$RS/mixed.bin"; tap_ok $? "$name: and a sequential read after them"
+        expect 0 "$name: check --read-data" -- "$CAIRN" -r "$RR" --password-file "$T/pw" check --read-data
+        mount_stop_term "$M" "$mnt_pid" "$name random reads"
+        log_clean "$log" "$name random reads"
+done
+grep -q '^segment-size = 131072$' "$T/rand-default/config"; tap_ok $? "the default repository's config records segment-size = 131072"
+! grep -q '^segment-size' "$T/rand-whole/config"; tap_ok $? "a whole-chunk repository's config has no segment-size"
+expect 2 "init --segment-size 100000 is refused (not a power of two)" -- "$CAIRN" -r "$T/rand-bad" --password-file "$T/pw" init --segment-size 100000
+contains "--segment-size" "$err" "the error names the option"
+test ! -e "$T/rand-bad/config"; tap_ok $? "and no repository was made"
+
 tap_finish
