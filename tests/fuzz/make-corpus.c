@@ -299,6 +299,41 @@ static void repo_config_seed(bool encrypted, const char *name) {
                 die(cmd);
 }
 
+/* fuzz-segment: mode 0/1 (a stored segmented blob) and 2/3 (plaintext). */
+static void segment_seeds(void) {
+        static const uint8_t enc_key[CAIRN_KEY_SIZE] = { 1, 2, 3, 4 }, id_key[CAIRN_KEY_SIZE] = { 5, 6, 7, 8 };
+        static const size_t sizes[] = { 16384, 16385, 40000 };
+        struct cairn_codec *codecs[2];
+        uint8_t raw[40000];
+
+        if (cairn_codec_new(NULL, NULL, 3, 16384, &codecs[0]) < 0 ||
+            cairn_codec_new(enc_key, id_key, 3, 16384, &codecs[1]) < 0)
+                die("segment codec");
+        /* Half text, half pseudo-random: segments of both bodies. */
+        for (size_t i = 0; i < sizeof raw; i++)
+                raw[i] = (i / 8192) % 2 ? (uint8_t) "segment text "[i % 13] : (uint8_t) ((i * 2654435761u) >> 13);
+        for (unsigned e = 0; e < 2; e++)
+                for (size_t k = 0; k < ELEMENTSOF(sizes); k++) {
+                        size_t len = sizes[k], stored_len = 0;
+                        uint8_t *file = malloc(CAIRN_ID_SIZE + 4 + cairn_codec_bound(codecs[e], len));
+                        char name[64];
+
+                        if (!file)
+                                die("oom");
+                        cairn_codec_id(codecs[e], raw, len, file);
+                        put_le32(file + CAIRN_ID_SIZE, (uint32_t) len);
+                        if (cairn_codec_encode(codecs[e], file, raw, len, file + CAIRN_ID_SIZE + 4, &stored_len) < 0)
+                                die("segment encode");
+                        snprintf(name, sizeof name, "stored-%s-%zu", e ? "enc" : "plain", len);
+                        put("segment", name, (uint8_t) e, file, CAIRN_ID_SIZE + 4 + stored_len);
+                        snprintf(name, sizeof name, "plain-%s-%zu", e ? "enc" : "plain", len);
+                        put("segment", name, (uint8_t) (2 + e), raw, len);
+                        free(file);
+                }
+        cairn_codec_free(codecs[0]);
+        cairn_codec_free(codecs[1]);
+}
+
 int main(int argc, char **argv) {
         static const uint8_t enc_key[CAIRN_KEY_SIZE] = { 1, 2, 3, 4 }, id_key[CAIRN_KEY_SIZE] = { 5, 6, 7, 8 };
         struct cairn_codec *plain, *enc;
@@ -320,6 +355,7 @@ int main(int argc, char **argv) {
         snapshot_seeds(plain);
         repo_config_seed(false, "repo-config-plain");
         repo_config_seed(true, "repo-config-encrypted");
+        segment_seeds();
 
         cairn_codec_free(plain);
         cairn_codec_free(enc);
