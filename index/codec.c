@@ -496,9 +496,10 @@ int cairn_codec_decode_segment(const struct cairn_codec *c, const uint8_t id[CAI
         if (i >= cairn_codec_segments(c, raw_len))
                 return -EINVAL;
         r = codec_thread_get(&t);
-        if (r >= 0)
+        if (r >= 0) {
                 r = decode_segment(c, t, id, raw_len, header, i, seg, seg_len, out);
-        scratch_trim(t);
+                scratch_trim(t);
+        }
         if (r < 0 && len > 0)
                 memset(out, 0, len);
         return r;
