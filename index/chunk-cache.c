@@ -207,12 +207,20 @@ static int load_whole(struct cairn_chunk_cache *c, struct entry *e) {
         return 0;
 }
 
+/* A PART_TABLE entry's bytes: the chunk's location, whether it is stored
+ * in segments after all, then its segment header. */
+struct table_head {
+        struct cairn_chunk_loc loc;
+        bool segmented;
+};
+
 /* The chunk's index row, then its segment header from the pack. */
 static int load_table(struct cairn_chunk_cache *c, struct entry *e) {
         _cleanup_(cairn_index_txn_abortp) struct cairn_txn *t = NULL;
         const struct cairn_codec *codec = cairn_repo_codec(c->repo);
-        size_t size = cairn_codec_header_size(codec, e->chunk_len);
+        size_t size = cairn_codec_header_size(codec, e->chunk_len), got = 0;
         _cleanup_free_ uint8_t *buf = NULL;
+        struct table_head head = {};
         struct cairn_chunk_loc loc;
         int k;
 
@@ -224,16 +232,18 @@ static int load_table(struct cairn_chunk_cache *c, struct entry *e) {
                 return k;
         if (loc.raw_len != e->chunk_len)
                 return chunk_length_mismatch(e->id, loc.raw_len, e->chunk_len);
-        buf = malloc(sizeof loc + size);
+        buf = malloc(sizeof head + size);
         if (!buf)
                 return -ENOMEM;
-        memcpy(buf, &loc, sizeof loc);
         k = cairn_pack_read_header(cairn_repo_fd(c->repo), codec, loc.pack, e->id, loc.offset, loc.stored_len,
-                                   loc.raw_len, buf + sizeof loc);
+                                   loc.raw_len, buf + sizeof head, &got);
         if (k < 0)
                 return k;
+        head.loc = loc;
+        head.segmented = cairn_codec_is_segmented(codec, e->chunk_len, buf + sizeof head, got);
+        memcpy(buf, &head, sizeof head);
         e->buf = TAKE_PTR(buf);
-        e->pub.len = sizeof loc + size;
+        e->pub.len = sizeof head + size;
         return 0;
 }
 
@@ -266,14 +276,15 @@ static int load_segment(struct cairn_chunk_cache *c, struct entry *e) {
          * chunk): then look it up again, once. */
         for (int attempt = 0; attempt < 2 && k == -ENOENT; attempt++) {
                 const struct cairn_chunk *table;
-                struct cairn_chunk_loc loc;
+                struct table_head head;
 
                 k = cache_get(c, e->id, PART_TABLE, e->chunk_len, &table);
                 if (k < 0)
                         return k;
-                memcpy(&loc, table->data, sizeof loc);
-                k = cairn_pack_read_segment(cairn_repo_fd(c->repo), codec, loc.pack, e->id, loc.offset,
-                                            loc.stored_len, loc.raw_len, table->data + sizeof loc, e->part, buf);
+                memcpy(&head, table->data, sizeof head);
+                k = cairn_pack_read_segment(cairn_repo_fd(c->repo), codec, head.loc.pack, e->id, head.loc.offset,
+                                            head.loc.stored_len, head.loc.raw_len, table->data + sizeof head,
+                                            e->part, buf);
                 if (k < 0)
                         entry_kill(c, table);
                 cairn_chunk_cache_release(c, table);
@@ -395,10 +406,22 @@ int cairn_chunk_cache_get_part(struct cairn_chunk_cache *c, const uint8_t id[CAI
                                uint64_t off, const struct cairn_chunk **ret) {
         const struct cairn_codec *codec = cairn_repo_codec(c->repo);
 
+        const struct cairn_chunk *table;
+        struct table_head head;
+        int k;
+
         if (cairn_codec_segments(codec, len) == 0 || off >= len)
                 return cache_get(c, id, PART_WHOLE, len, ret);
         if (take_ready(c, id, PART_WHOLE, ret))
                 return 0;
+        /* Its header says whether it is stored in segments at all. */
+        k = cache_get(c, id, PART_TABLE, len, &table);
+        if (k < 0)
+                return k;
+        memcpy(&head, table->data, sizeof head);
+        cairn_chunk_cache_release(c, table);
+        if (!head.segmented)
+                return cache_get(c, id, PART_WHOLE, len, ret);
         return cache_get(c, id, (uint32_t) (off / cairn_codec_segment_size(codec)), len, ret);
 }
 

@@ -21,6 +21,17 @@
 #define SEG_CHECK_SIZE 16   /* unencrypted: truncated SHA-256 per segment */
 #define SEG_OVERHEAD 21     /* per segment: len(4) + body marker(1) + tag or check(16) */
 
+/* The first bytes of a segmented blob.  A whole blob never starts so: its
+ * body marker is 0x00 or 0x01, and the writer draws another nonce in the
+ * 1 in 2^32 case that an encrypted one would. */
+static const uint8_t seg_magic[SEG_MAGIC_SIZE] = { 0xc5, 'S', 'G', 0x01 };
+
+/* Stored as one piece instead when the segments compress to less than
+ * 1/SEG_WHOLE_RATIO of the plaintext: there the tables each segment's zstd
+ * frame repeats cost most (a pgbench dump: 16 % larger), and a chunk that
+ * small to read is cheap to read whole. */
+#define SEG_WHOLE_RATIO 8
+
 struct cairn_codec {
         bool encrypted;
         int zstd_level;
@@ -156,12 +167,17 @@ void cairn_codec_id(const struct cairn_codec *c, const void *data, size_t len, u
 /* zstd is only kept when its output is at most raw_len minus the minimum
  * saving, so a body never exceeds 1 + raw_len: the bound needs no
  * ZSTD_compressBound() slack. */
+static size_t whole_bound(const struct cairn_codec *c, size_t raw_len) {
+        return 1 + raw_len + (c->encrypted ? CAIRN_AEAD_OVERHEAD : 0);
+}
+
 size_t cairn_codec_bound(const struct cairn_codec *c, size_t raw_len) {
         unsigned n = cairn_codec_segments(c, raw_len);
 
+        /* Either form; the segmented one is the larger from two segments on. */
         if (n > 0)
-                return raw_len + (size_t) n * SEG_OVERHEAD + (c->encrypted ? CAIRN_NONCE_SIZE : 0);
-        return 1 + raw_len + (c->encrypted ? CAIRN_AEAD_OVERHEAD : 0);
+                return SEG_MAGIC_SIZE + raw_len + (size_t) n * SEG_OVERHEAD + (c->encrypted ? CAIRN_NONCE_SIZE : 0);
+        return whole_bound(c, raw_len);
 }
 
 uint32_t cairn_codec_segment_size(const struct cairn_codec *c) {
@@ -179,7 +195,12 @@ size_t cairn_codec_header_size(const struct cairn_codec *c, size_t raw_len) {
 
         if (n == 0)
                 return 0;
-        return c->encrypted ? CAIRN_NONCE_SIZE + 4 * n : (4 + SEG_CHECK_SIZE) * n;
+        return SEG_MAGIC_SIZE + (c->encrypted ? CAIRN_NONCE_SIZE + 4 * n : (4 + SEG_CHECK_SIZE) * n);
+}
+
+bool cairn_codec_is_segmented(const struct cairn_codec *c, size_t raw_len, const void *stored, size_t len) {
+        return cairn_codec_segments(c, raw_len) > 0 && len >= cairn_codec_header_size(c, raw_len) &&
+               memcmp(stored, seg_magic, SEG_MAGIC_SIZE) == 0;
 }
 
 size_t cairn_codec_segment_len(const struct cairn_codec *c, size_t raw_len, unsigned i) {
@@ -233,9 +254,17 @@ static int body_encode(const struct cairn_codec *c, struct codec_thread *t,
 
 
 /* The stored length of segment @i, as its header says. */
+/* Where things are in a segmented blob's header. */
+static const uint8_t *seg_nonce_base(const uint8_t *header) {
+        return header + SEG_MAGIC_SIZE;
+}
+
+static size_t seg_entry(const struct cairn_codec *c, unsigned i) {
+        return SEG_MAGIC_SIZE + (c->encrypted ? CAIRN_NONCE_SIZE + 4 * (size_t) i : (4 + SEG_CHECK_SIZE) * (size_t) i);
+}
+
 static uint32_t header_len_of(const struct cairn_codec *c, const uint8_t *header, unsigned i) {
-        return c->encrypted ? get_le32(header + CAIRN_NONCE_SIZE + 4 * (size_t) i)
-                            : get_le32(header + (4 + SEG_CHECK_SIZE) * (size_t) i);
+        return get_le32(header + seg_entry(c, i));
 }
 
 /* id | le32 i | le32 n: the aad of an encrypted segment, the prefix of an
@@ -275,11 +304,12 @@ static int encode_segmented(const struct cairn_codec *c, struct codec_thread *t,
         uint8_t *body = NULL;
         int r;
 
+        memcpy(out, seg_magic, SEG_MAGIC_SIZE);
         if (c->encrypted) {
                 body = scratch_get(t, 1 + (size_t) c->segment);
                 if (!body)
                         return -ENOMEM;
-                r = cairn_random_bytes(out, CAIRN_NONCE_SIZE);
+                r = cairn_random_bytes(out + SEG_MAGIC_SIZE, CAIRN_NONCE_SIZE);
                 if (r < 0)
                         return r;
         }
@@ -293,15 +323,15 @@ static int encode_segmented(const struct cairn_codec *c, struct codec_thread *t,
                         r = body_encode(c, t, piece, piece_len, body, &body_len);
                         if (r < 0)
                                 return r;
-                        segment_nonce(out, i, nonce);
+                        segment_nonce(seg_nonce_base(out), i, nonce);
                         segment_aad(id, i, n, aad);
                         r = cairn_aead_seal_nonce(c->enc_key, nonce, aad, sizeof aad, body, body_len, out + pos);
                         if (r < 0)
                                 return r;
                         body_len += CAIRN_TAG_SIZE;
-                        put_le32(out + CAIRN_NONCE_SIZE + 4 * (size_t) i, (uint32_t) body_len);
+                        put_le32(out + seg_entry(c, i), (uint32_t) body_len);
                 } else {
-                        uint8_t *entry = out + (4 + SEG_CHECK_SIZE) * (size_t) i;
+                        uint8_t *entry = out + seg_entry(c, i);
 
                         r = body_encode(c, t, piece, piece_len, out + pos, &body_len);
                         if (r < 0)
@@ -333,8 +363,12 @@ int cairn_codec_encode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SI
 
         if (cairn_codec_segments(c, raw_len) > 0) {
                 r = encode_segmented(c, t, id, raw, raw_len, out, ret_stored_len);
-                scratch_trim(t);
-                return r;
+                if (r < 0 || *ret_stored_len * SEG_WHOLE_RATIO >= raw_len) {
+                        scratch_trim(t);
+                        return r;
+                }
+                /* Very compressible: one piece (it fits: the whole bound
+                 * is below the segmented one). */
         }
 
         if (!c->encrypted) {
@@ -350,7 +384,16 @@ int cairn_codec_encode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SI
         if (!body)
                 return -ENOMEM;
         r = body_encode(c, t, raw, raw_len, body, &body_len);
-        if (r >= 0)
+        if (r >= 0 && c->segment > 0) {
+                /* Never let a whole blob look like a segmented one. */
+                uint8_t *nonce = out;
+                do
+                        r = cairn_random_bytes(nonce, CAIRN_NONCE_SIZE);
+                while (r >= 0 && memcmp(nonce, seg_magic, SEG_MAGIC_SIZE) == 0);
+                if (r >= 0)
+                        r = cairn_aead_seal_nonce(c->enc_key, nonce, id, CAIRN_ID_SIZE, body, body_len,
+                                                  out + CAIRN_NONCE_SIZE);
+        } else if (r >= 0)
                 r = cairn_aead_seal(c->enc_key, id, CAIRN_ID_SIZE, body, body_len, out);
         scratch_trim(t);
         if (r < 0)
@@ -425,6 +468,8 @@ int cairn_codec_segment_locate(const struct cairn_codec *c, const uint8_t id[CAI
                 return -EINVAL;
         if (stored_len < pos)
                 return blob_damaged(id, "shorter than its segment table");
+        if (memcmp(header, seg_magic, SEG_MAGIC_SIZE) != 0)
+                return -EINVAL;        /* a whole blob: the caller reads it whole */
         /* The whole table, every time: a damaged length anywhere is caught
          * here, not as a misplaced read of another segment. */
         for (unsigned j = 0; j < n; j++) {
@@ -461,7 +506,7 @@ static int decode_segment(const struct cairn_codec *c, struct codec_thread *t, c
                 body = scratch_get(t, seg_len - CAIRN_TAG_SIZE);
                 if (!body)
                         return -ENOMEM;
-                segment_nonce(header, i, nonce);
+                segment_nonce(seg_nonce_base(header), i, nonce);
                 segment_aad(id, i, n, aad);
                 r = cairn_aead_open_nonce(c->enc_key, nonce, aad, sizeof aad, seg, seg_len, body);
                 if (r == -EBADMSG)
@@ -480,7 +525,7 @@ static int decode_segment(const struct cairn_codec *c, struct codec_thread *t, c
         r = segment_check(id, i, n, out, len, check);
         if (r < 0)
                 return r;
-        if (memcmp(check, header + (4 + SEG_CHECK_SIZE) * (size_t) i + 4, SEG_CHECK_SIZE) != 0)
+        if (memcmp(check, header + seg_entry(c, i) + 4, SEG_CHECK_SIZE) != 0)
                 return blob_damaged(id, "a segment does not match its check");
         return 0;
 }
@@ -543,7 +588,7 @@ static int codec_decode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_S
         if (r < 0)
                 return r;
 
-        if (cairn_codec_segments(c, raw_len) > 0) {
+        if (cairn_codec_is_segmented(c, raw_len, stored, stored_len)) {
                 if (stored_len > cairn_codec_bound(c, raw_len))
                         return blob_damaged(id, "stored length out of range for the raw length");
                 r = decode_segmented(c, t, id, stored, stored_len, out, raw_len);
@@ -554,7 +599,7 @@ static int codec_decode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_S
         /* A valid body is never longer than 1 + raw_len (see
          * cairn_codec_bound()), which also bounds the scratch a corrupt
          * length can ask for. */
-        if (stored_len < cairn_codec_bound(c, 0) || stored_len > cairn_codec_bound(c, raw_len))
+        if (stored_len < whole_bound(c, 0) || stored_len > whole_bound(c, raw_len))
                 return blob_damaged(id, "stored length out of range for the raw length");
 
         if (!c->encrypted) {

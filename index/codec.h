@@ -17,15 +17,18 @@
  * compressed and authenticated on its own, so that a reader can fetch and
  * check one segment instead of the whole blob:
  *
- *   stored = nonce(12) | len(le32)[n] | seg[0] .. seg[n-1]          encrypted
+ *   stored = C5 'S' 'G' 01 | nonce(12) | len(le32)[n] | seg[0] .. seg[n-1]       encrypted
  *            seg[i] = AES-256-GCM(body[i], nonce + i, aad = id | le32 i | le32 n) | tag
- *   stored = { len(le32) | check(16) }[n] | body[0] .. body[n-1]    unencrypted
+ *   stored = C5 'S' 'G' 01 | { len(le32) | check(16) }[n] | body[0] .. body[n-1] unencrypted
  *            check[i] = SHA-256(id | le32 i | le32 n | plaintext[i])[0..16)
  *
  * where body[i] is the body above of segment i's plaintext, len[i] the
  * size of seg[i] (body[i]) and "nonce + i" adds i to the nonce's last four
  * bytes as a little-endian counter.  Blobs of at most S bytes keep the
- * plain form, byte for byte.
+ * plain form, byte for byte; so do larger ones whose segments compress
+ * below 1/8 (there whole frames are much smaller, and cheap to read).  The
+ * four magic bytes tell the forms apart: a whole blob never starts with
+ * them (its body marker, or a nonce the writer redraws).
  *
  * Decoding checks integrity every time: the GCM tag (whose aad binds the
  * blob to its id) when encrypted, the SHA-256 of the result otherwise
@@ -61,6 +64,7 @@ struct cairn_codec;
 #define CAIRN_SEGMENT_DEFAULT (128u * 1024)
 #define CAIRN_SEGMENT_MIN (16u * 1024)
 #define CAIRN_SEGMENT_MAX (8u * 1024 * 1024)
+#define SEG_MAGIC_SIZE 4
 bool cairn_codec_segment_size_valid(uint32_t size);
 
 /* @enc_key and @id_key: NULL for an unencrypted repository (both or
@@ -97,13 +101,18 @@ int cairn_codec_decode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SI
 /* ---- reading one segment ----
  * A blob of @raw_len bytes has cairn_codec_segments() segments (0: it is
  * not segmented, read it whole).  Its first cairn_codec_header_size()
- * stored bytes say where each segment is; with them, locate segment @i
+ * stored bytes say whether it is segmented after all
+ * (cairn_codec_is_segmented) and where each segment is; with them, locate segment @i
  * (its offset within the stored blob and its stored length) and decode
  * it into exactly cairn_codec_segment_len() bytes.  Locating checks the
  * whole header against @stored_len: -EBADMSG when it does not add up. */
 uint32_t cairn_codec_segment_size(const struct cairn_codec *c);
 unsigned cairn_codec_segments(const struct cairn_codec *c, size_t raw_len);
 size_t cairn_codec_header_size(const struct cairn_codec *c, size_t raw_len);
+/* Whether a blob of @raw_len bytes whose first @len stored bytes are
+ * @stored (at least the header size, or all of a shorter blob) is stored
+ * in segments; if not, read it whole. */
+bool cairn_codec_is_segmented(const struct cairn_codec *c, size_t raw_len, const void *stored, size_t len);
 size_t cairn_codec_segment_len(const struct cairn_codec *c, size_t raw_len, unsigned i);
 int cairn_codec_segment_locate(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE], size_t raw_len,
                                size_t stored_len, const void *header, unsigned i,

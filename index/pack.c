@@ -518,8 +518,7 @@ static int location_check(const struct cairn_codec *codec, const char *hex, cons
                 return log_error_errno(-EFBIG, "Blob %s in pack %s: raw length %" PRIu32 " too large",
                                        blob_hex, hex, raw_len);
         if (offset < CAIRN_PACK_HEADER_SIZE || offset > PACK_SIZE_MAX ||
-            stored_len < cairn_codec_bound(codec, 0) || stored_len > cairn_codec_bound(codec, raw_len) ||
-            stored_len < cairn_codec_header_size(codec, raw_len))
+            stored_len < cairn_codec_bound(codec, 0) || stored_len > cairn_codec_bound(codec, raw_len))
                 return log_error_errno(-EBADMSG, "Blob %s in pack %s: impossible location "
                                        "(offset %" PRIu64 ", stored %" PRIu32 ", raw %" PRIu32 ")",
                                        blob_hex, hex, offset, stored_len, raw_len);
@@ -528,10 +527,10 @@ static int location_check(const struct cairn_codec *codec, const char *hex, cons
 
 int cairn_pack_read_header(int repo_fd, const struct cairn_codec *codec, const uint8_t pack_id[CAIRN_ID_SIZE],
                            const uint8_t blob_id[CAIRN_ID_SIZE], uint64_t offset, uint32_t stored_len,
-                           uint32_t raw_len, void *out) {
+                           uint32_t raw_len, void *out, size_t *ret_len) {
         _cleanup_close_ int fd = -1;
         char hex[HEX_ID_SIZE], blob_hex[HEX_ID_SIZE];
-        size_t size = cairn_codec_header_size(codec, raw_len);
+        size_t size = MIN(cairn_codec_header_size(codec, raw_len), (size_t) stored_len);
         int r;
 
         hex_encode(pack_id, CAIRN_ID_SIZE, hex);
@@ -544,7 +543,11 @@ int cairn_pack_read_header(int repo_fd, const struct cairn_codec *codec, const u
         r = pack_open(repo_fd, pack_id, hex, &fd);
         if (r < 0)
                 return r;
-        return pread_exact(fd, hex, out, size, offset);
+        r = pread_exact(fd, hex, out, size, offset);
+        if (r < 0)
+                return r;
+        *ret_len = size;
+        return 0;
 }
 
 int cairn_pack_read_segment(int repo_fd, const struct cairn_codec *codec, const uint8_t pack_id[CAIRN_ID_SIZE],

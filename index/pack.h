@@ -85,14 +85,16 @@ int cairn_pack_read_blob(int repo_fd, const struct cairn_codec *codec, const uin
                          void *out, uint32_t raw_len);
 
 /* Segmented blobs (codec.h), for a reader that wants one segment: read
- * the blob's segment header (cairn_codec_header_size(raw_len) bytes) into
- * @out; then read and decode segment @i with that header into @out
+ * the blob's segment header (cairn_codec_header_size(raw_len) bytes, or
+ * the whole blob when shorter; *ret_len says which) into @out, which
+ * tells whether it is segmented (cairn_codec_is_segmented); then read and
+ * decode segment @i with that header into @out
  * (cairn_codec_segment_len(raw_len, i) bytes).  The location is checked as
  * by cairn_pack_read_blob; -ENOENT (no such pack), -EBADMSG (damaged,
  * logged with the pack id), -EIO.  Thread-safe. */
 int cairn_pack_read_header(int repo_fd, const struct cairn_codec *codec, const uint8_t pack_id[CAIRN_ID_SIZE],
                            const uint8_t blob_id[CAIRN_ID_SIZE], uint64_t offset, uint32_t stored_len,
-                           uint32_t raw_len, void *out);
+                           uint32_t raw_len, void *out, size_t *ret_len);
 int cairn_pack_read_segment(int repo_fd, const struct cairn_codec *codec, const uint8_t pack_id[CAIRN_ID_SIZE],
                             const uint8_t blob_id[CAIRN_ID_SIZE], uint64_t offset, uint32_t stored_len,
                             uint32_t raw_len, const void *header, unsigned i, void *out);

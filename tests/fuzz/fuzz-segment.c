@@ -7,7 +7,7 @@
  * The first byte picks the mode (low two bits; bit 0: encrypted, fixed
  * keys):
  *   0, 1  the rest is id(32) | raw length(le32) | a stored blob: decode it
- *         whole and by segments.  Invariant: when the whole blob decodes,
+ *         whole and, when it is in segments, by segments.  Invariant: when the whole blob decodes,
  *         every segment decodes alone to the same bytes (so check
  *         --read-data finds every damage a random read can meet).
  *   2, 3  the rest is a plaintext: encode it, then both ways of reading
@@ -44,7 +44,7 @@ static int read_both(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SIZE
         whole_ok = cairn_codec_decode(c, id, stored, stored_len, whole, raw_len) == 0;
         if (expect)
                 FUZZ_CHECK(whole_ok && memcmp(whole, expect, raw_len) == 0);
-        if (n > 0 && stored_len >= cairn_codec_header_size(c, raw_len)) {
+        if (n > 0 && cairn_codec_is_segmented(c, raw_len, stored, stored_len)) {
                 for (unsigned i = 0; i < n; i++) {
                         size_t off, len, seg_len = cairn_codec_segment_len(c, raw_len, i);
                         int k = cairn_codec_segment_locate(c, id, raw_len, stored_len, stored, i, &off, &len);

@@ -310,8 +310,11 @@ static void segment_seeds(void) {
             cairn_codec_new(enc_key, id_key, 3, 16384, &codecs[1]) < 0)
                 die("segment codec");
         /* Half text, half pseudo-random: segments of both bodies. */
-        for (size_t i = 0; i < sizeof raw; i++)
-                raw[i] = (i / 8192) % 2 ? (uint8_t) "segment text "[i % 13] : (uint8_t) ((i * 2654435761u) >> 13);
+        uint64_t x = 88172645463325252u;
+        for (size_t i = 0; i < sizeof raw; i++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;   /* xorshift64 */
+                raw[i] = (i / 8192) % 2 ? (uint8_t) "segment text "[i % 13] : (uint8_t) x;
+        }
         for (unsigned e = 0; e < 2; e++)
                 for (size_t k = 0; k < ELEMENTSOF(sizes); k++) {
                         size_t len = sizes[k], stored_len = 0;

@@ -488,8 +488,10 @@ static void test_segmented(const struct cairn_codec *c, const struct cairn_codec
                 }
                 ok(!decode_equals(whole, e.id, e.stored, e.stored_len, raw, len, &r) && r == -EBADMSG,
                    "%s: %zu bytes: a whole-blob codec refuses a segmented blob", name, len);
-                is(cairn_codec_header_size(c, len), (size_t) (cairn_codec_encrypted(c) ? 12 + 4 * n : 20 * n),
+                is(cairn_codec_header_size(c, len), (size_t) (4 + (cairn_codec_encrypted(c) ? 12 + 4 * n : 20 * n)),
                    "%s: header size for %u segments", name, n);
+                ok(cairn_codec_is_segmented(c, len, e.stored, e.stored_len), "%s: %zu mixed bytes are stored in segments",
+                   name, len);
                 for (unsigned i = 0; i < n && all; i++)
                         all = segment_equals(c, &e, raw, len, i, &r);
                 ok(all, "%s: %zu bytes: each of %u segments decodes on its own (r=%d)", name, len, n, r);
@@ -513,7 +515,7 @@ static void test_segmented(const struct cairn_codec *c, const struct cairn_codec
                 /* A length in the table: every segment is refused (the
                  * table is checked whole), not read from the wrong place. */
                 {
-                        size_t at = cairn_codec_encrypted(c) ? 12 : 0;
+                        size_t at = cairn_codec_encrypted(c) ? 16 : 4;
                         size_t off, stored;
                         e.stored[at] ^= 1;
                         r = cairn_codec_segment_locate(c, e.id, len, e.stored_len, e.stored, n - 1, &off, &stored);
@@ -542,6 +544,25 @@ static void test_segmented(const struct cairn_codec *c, const struct cairn_codec
                 }
                 free(e.stored);
                 free(w.stored);
+        }
+
+        /* Very compressible (below 1/8): stored whole, as without segments. */
+        {
+                struct encoded e;
+                size_t off, l;
+                int r = 0;
+
+                memset(raw, 'a', 1 * MiB);
+                fill_text(raw, 1 * MiB, 77);
+                for (size_t k = 0; k < 1 * MiB; k += 4096)
+                        memcpy(raw + k, raw, 4096);         /* one page, repeated */
+                is(encode(c, raw, 1 * MiB, &e), 0, "%s: encode 1 MiB of a repeated page", name);
+                ok(e.stored_len * 8 < 1 * MiB && !cairn_codec_is_segmented(c, 1 * MiB, e.stored, e.stored_len),
+                   "%s: stored whole (%zu bytes), not in segments", name, e.stored_len);
+                ok(decode_equals(c, e.id, e.stored, e.stored_len, raw, 1 * MiB, &r), "%s: and it round trips", name);
+                is(cairn_codec_segment_locate(c, e.id, 1 * MiB, e.stored_len, e.stored, 0, &off, &l), -EINVAL,
+                   "%s: the segment calls refuse a whole blob", name);
+                free(e.stored);
         }
         free(raw);
 }
