@@ -469,6 +469,21 @@ int cairn_pack_read_trailer(int repo_fd, const struct cairn_codec *codec, const 
         return read_trailer(fd, codec, hex, ret_entries, ret_n);
 }
 
+/* The location comes from the index, which could be stale or damaged:
+ * check it before it sizes an allocation or a read. */
+static int location_check(const struct cairn_codec *codec, const char *hex, const char *blob_hex, uint64_t offset,
+                          uint32_t stored_len, uint32_t raw_len) {
+        if (raw_len > CAIRN_BLOB_MAX)
+                return log_error_errno(-EFBIG, "Blob %s in pack %s: raw length %" PRIu32 " too large",
+                                       blob_hex, hex, raw_len);
+        if (offset < CAIRN_PACK_HEADER_SIZE || offset > PACK_SIZE_MAX ||
+            stored_len < cairn_codec_bound(codec, 0) || stored_len > cairn_codec_bound(codec, raw_len))
+                return log_error_errno(-EBADMSG, "Blob %s in pack %s: impossible location "
+                                       "(offset %" PRIu64 ", stored %" PRIu32 ", raw %" PRIu32 ")",
+                                       blob_hex, hex, offset, stored_len, raw_len);
+        return 0;
+}
+
 int cairn_pack_read_blob(int repo_fd, const struct cairn_codec *codec, const uint8_t pack_id[CAIRN_ID_SIZE],
                          const uint8_t blob_id[CAIRN_ID_SIZE], uint64_t offset, uint32_t stored_len,
                          void *out, uint32_t raw_len) {
@@ -480,17 +495,9 @@ int cairn_pack_read_blob(int repo_fd, const struct cairn_codec *codec, const uin
         hex_encode(pack_id, CAIRN_ID_SIZE, hex);
         hex_encode(blob_id, CAIRN_ID_SIZE, blob_hex);
 
-        if (raw_len > CAIRN_BLOB_MAX)
-                return log_error_errno(-EFBIG, "Blob %s in pack %s: raw length %" PRIu32 " too large",
-                                       blob_hex, hex, raw_len);
-        /* The location comes from the index, which could be stale or damaged:
-         * check it before it sizes an allocation or a read. */
-        if (offset < CAIRN_PACK_HEADER_SIZE || offset > PACK_SIZE_MAX ||
-            stored_len < cairn_codec_bound(codec, 0) || stored_len > cairn_codec_bound(codec, raw_len))
-                return log_error_errno(-EBADMSG, "Blob %s in pack %s: impossible location "
-                                       "(offset %" PRIu64 ", stored %" PRIu32 ", raw %" PRIu32 ")",
-                                       blob_hex, hex, offset, stored_len, raw_len);
-
+        r = location_check(codec, hex, blob_hex, offset, stored_len, raw_len);
+        if (r < 0)
+                return r;
         r = pack_open(repo_fd, pack_id, hex, &fd);
         if (r < 0)
                 return r;
@@ -508,20 +515,6 @@ int cairn_pack_read_blob(int repo_fd, const struct cairn_codec *codec, const uin
                                        hex, blob_hex, offset);
         if (r < 0)
                 return log_error_errno(r, "Failed to decode blob %s of pack %s: %m", blob_hex, hex);
-        return 0;
-}
-
-/* The checks cairn_pack_read_blob makes of a location taken from the index. */
-static int location_check(const struct cairn_codec *codec, const char *hex, const char *blob_hex, uint64_t offset,
-                          uint32_t stored_len, uint32_t raw_len) {
-        if (raw_len > CAIRN_BLOB_MAX)
-                return log_error_errno(-EFBIG, "Blob %s in pack %s: raw length %" PRIu32 " too large",
-                                       blob_hex, hex, raw_len);
-        if (offset < CAIRN_PACK_HEADER_SIZE || offset > PACK_SIZE_MAX ||
-            stored_len < cairn_codec_bound(codec, 0) || stored_len > cairn_codec_bound(codec, raw_len))
-                return log_error_errno(-EBADMSG, "Blob %s in pack %s: impossible location "
-                                       "(offset %" PRIu64 ", stored %" PRIu32 ", raw %" PRIu32 ")",
-                                       blob_hex, hex, offset, stored_len, raw_len);
         return 0;
 }
 
