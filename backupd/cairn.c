@@ -252,7 +252,7 @@ static int cmd_init(struct opts *o, int argc, char **argv) {
                                "Create the repository named by --repo, $CAIRN_REPO or the config. It is encrypted\n"
                                "with the passphrase (AES-256-GCM, scrypt) unless --no-encryption or the config's\n"
                                "\"encryption = no\". The directory must be new or empty.\n\n"
-                               "--segment-size N  chunks larger than N bytes (N[K]; default 128K) are stored as\n"
+                               "--segment-size N  chunks larger than N bytes (N[K]; default 64K) are stored as\n"
                                "                  segments of N bytes, each compressed and authenticated alone,\n"
                                "                  so a random read through the mount decodes one segment, not\n"
                                "                  the whole chunk; 0 stores whole chunks (slightly smaller).\n");

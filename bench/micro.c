@@ -270,7 +270,7 @@ static int bench_codecs(const uint8_t *random, const uint8_t *text, size_t data_
         if (r >= 0)
                 r = bench_codec("zstd-3+aes text", enc, text, data_size, total);
         if (r >= 0)
-                r = bench_codec("zstd-3+aes text, 128K segments", enc_seg, text, data_size, total);
+                r = bench_codec("zstd-3+aes text, 64K segments", enc_seg, text, data_size, total);
         return r;
 }
 

@@ -6,7 +6,7 @@
  * prefetch.  The mount reads file data through it: a chunk (about 1 MiB)
  * is read from its pack, decrypted and verified once, then served from
  * memory to every read that falls into it, by any thread.  A random
- * reader can instead ask for the one segment (codec.h, 128 KiB) that
+ * reader can instead ask for the one segment (codec.h, 64 KiB) that
  * holds its offset, which costs a read of that segment, not of the chunk.
  *
  * The cache is split into shards (by chunk id), each with its own lock,

@@ -61,7 +61,7 @@ struct cairn_codec;
 
 /* The segment size new repositories get, and the range a config may ask
  * for (a power of two; 0 = blobs are never segmented). */
-#define CAIRN_SEGMENT_DEFAULT (128u * 1024)
+#define CAIRN_SEGMENT_DEFAULT (64u * 1024)
 #define CAIRN_SEGMENT_MIN (16u * 1024)
 #define CAIRN_SEGMENT_MAX (8u * 1024 * 1024)
 #define SEG_MAGIC_SIZE 4

@@ -566,6 +566,8 @@ int cairn_pack_read_segment(int repo_fd, const struct cairn_codec *codec, const 
         r = pack_open(repo_fd, pack_id, hex, &fd);
         if (r < 0)
                 return r;
+        /* One segment is all a random reader wants: no readahead around it. */
+        (void) posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
         stored = malloc(len);
         if (!stored)
                 return -ENOMEM;

@@ -73,7 +73,7 @@ EOF
 tap_ok $? "block by block: the damaged blocks fail, the others read the source's bytes (never wrong data)"
 # Read at random (4 KiB blocks in a shuffled order where no read is
 # within 2.5 MiB of the one before: most blocks of the file), the damage costs about one
-# 128 KiB segment, not its whole chunk (this one is over 1 MB: chunks are
+# 64 KiB segment, not its whole chunk (this one is over 1 MB: chunks are
 # at least 512 KiB).  Slack for the kernel's own readahead: a large
 # request near the damaged segment is served as the whole chunk and fails.
 timeout 300 python3 - "$A/big.bin" "$PA/big.bin" <<'EOF'
@@ -109,8 +109,8 @@ for off in sorted(failed):
         runs.append([off, off + 4096])
 print("# failed ranges: " + " ".join("%d+%dK" % (a, (b - a) // 1024) for a, b in runs))
 print("# 4 KiB random reads: %d of %d failed, over %d KiB; %d wrong" % (len(failed), len(order), span // 1024, wrong))
-# One segment is 32 or 33 pages; a whole chunk at least 128.
-sys.exit(1 if wrong or not failed or len(failed) > 2 * 33 or len(order) < blocks * 3 // 4 else 0)
+# One segment is 16 or 17 pages; a whole chunk at least 128.
+sys.exit(1 if wrong or not failed or len(failed) > 3 * 17 or len(order) < blocks * 3 // 4 else 0)
 EOF
 tap_ok $? "random 4 KiB reads: the damaged segment fails (never wrong bytes), the rest of its chunk reads"
 kill -0 "$pid" 2>/dev/null && mountpoint -q "$M"; tap_ok $? "the daemon is still alive and mounted"

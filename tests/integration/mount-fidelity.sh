@@ -157,7 +157,7 @@ log_clean "$log" "fidelity"
 # ---- random reads: single segments of large chunks ----
 # A mixed file (random and text pieces), read at scattered offsets through
 # a small cache: a non-sequential read decodes only the segment it needs.
-# Repositories: the default (encrypted, 128 KiB segments), unencrypted
+# Repositories: the default (encrypted, 64 KiB segments), unencrypted
 # with 16 KiB segments, and whole chunks (--segment-size 0, the form of
 # repositories made before segments).
 RS=$T/rand-src
@@ -184,7 +184,7 @@ while math.gcd(stride, blocks) != 1:
 bad, n = [], 0
 for k in range(1500):
     off = (k * stride % blocks) * 4096
-    size = (4096, 1, 200000, 131072 + 7)[k % 4]  # pages, one byte, across segment and chunk ends
+    size = (4096, 1, 200000, 65536 + 7)[k % 4]  # pages, one byte, across segment and chunk ends
     if k % 4 == 3:
         off = max(0, off - 100)
     if os.pread(fd, size, off) != src[off:off + size]:
@@ -196,7 +196,7 @@ print("# %d scattered reads, %d wrong" % (n + 1, len(bad)))
 sys.exit(1 if bad else 0)
 EOF
 }
-for variant in "default::131072" "unencrypted:--no-encryption --segment-size 16K:16384" "whole:--segment-size 0:0"; do
+for variant in "default::65536" "unencrypted:--no-encryption --segment-size 16K:16384" "whole:--segment-size 0:0"; do
         name=${variant%%:*}; rest=${variant#*:}; opts=${rest%%:*}; seg_want=${rest#*:}
         RR=$T/rand-$name
         # shellcheck disable=SC2086
@@ -212,7 +212,7 @@ for variant in "default::131072" "unencrypted:--no-encryption --segment-size 16K
         mount_stop_term "$M" "$mnt_pid" "$name random reads"
         log_clean "$log" "$name random reads"
 done
-grep -q '^segment-size = 131072$' "$T/rand-default/config"; tap_ok $? "the default repository's config records segment-size = 131072"
+grep -q '^segment-size = 65536$' "$T/rand-default/config"; tap_ok $? "the default repository's config records segment-size = 65536"
 ! grep -q '^segment-size' "$T/rand-whole/config"; tap_ok $? "a whole-chunk repository's config has no segment-size"
 expect 2 "init --segment-size 100000 is refused (not a power of two)" -- "$CAIRN" -r "$T/rand-bad" --password-file "$T/pw" init --segment-size 100000
 contains "--segment-size" "$err" "the error names the option"

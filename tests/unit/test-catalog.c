@@ -147,6 +147,39 @@ int main(void) {
                 ok(strstr(test_last_log, "does not parse") != NULL, "and that is logged: %s", test_last_log);
                 fs_catalog_unref(c3);
         }
+        /* The catalog's quick scan of a record agrees with the full
+         * parse, whatever the key order, spacing and escapes elsewhere;
+         * what the full parse refuses stays out. */
+        {
+                static const char root_ab[] = "abababababababababababababababababababababababababababababababab";
+                char rec[3][1024];
+                struct cairn_txn *t = NULL;
+                snprintf(rec[0], sizeof rec[0],
+                         "{\"tags\":[\"a\\\"}b\"],\"version\":1,\"job\":\"scan\",\"host\":\"h\",\"start_ns\":1,"
+                         "\"end_ns\":42,\"root\":\"%s\",\"status\":\"partial\",\"errors\":[{\"path\":\"p\\\\\","
+                         "\"reason\":\"r]\"}],\"stats\":{\"files\":1,\"x\":[1,[2,{}]]}}", root_ab);
+                snprintf(rec[1], sizeof rec[1],
+                         "\n{ \"version\" : 1 ,\n  \"job\": \"scan\", \"host\": \"h\", \"start_ns\": 2,\n"
+                         "  \"end_ns\": -7, \"root\": \"%s\", \"status\": \"complete\" }\n", root_ab);
+                snprintf(rec[2], sizeof rec[2],
+                         "{\"version\":2,\"job\":\"scan\",\"host\":\"h\",\"start_ns\":3,\"end_ns\":3,\"root\":\"%s\","
+                         "\"status\":\"complete\"}", root_ab);
+                for (int i = 0; i < 3; i++) {
+                        uint8_t id[CAIRN_ID_SIZE] = { 20, (uint8_t) i };
+                        if (cairn_index_txn_begin(idx, true, &t) < 0 ||
+                            cairn_index_snapshot_put(t, "scan", T0 + i * SEC, id, rec[i], strlen(rec[i])) < 0 ||
+                            cairn_index_txn_commit(t) < 0)
+                                BAIL_OUT("cannot write a scan row");
+                }
+                c3 = load(idx, NULL);
+                j = fs_catalog_job(c3, "scan", 4);
+                ok(j && j->n_snaps == 2, "two of the three hand-written records are shown");
+                ok(j && j->snaps[0].snap->partial && j->snaps[0].snap->end_ns == 42 && j->snaps[0].snap->root[0] == 0xab &&
+                   j->snaps[0].snap->root[31] == 0xab, "escapes and nesting elsewhere: status, end and root read right");
+                ok(j && !j->snaps[1].snap->partial && j->snaps[1].snap->end_ns == -7 && j->latest == j->snaps[1].snap,
+                   "spaces and newlines: read right, and it is the latest");
+                fs_catalog_unref(c3);
+        }
         fs_catalog_unref(c2);
 
         /* Inode numbers. */

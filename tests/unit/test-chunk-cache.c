@@ -179,13 +179,13 @@ int main(void) {
         }
         cache = cairn_chunk_cache_free(cache);
 
-        /* ---- random reads: one 128 KiB segment, not the chunk ---- */
-        is(cairn_codec_segments(cairn_repo_codec(r), CHUNK), 8u, "a 1 MiB chunk is stored as 8 segments");
+        /* ---- random reads: one 64 KiB segment, not the chunk ---- */
+        is(cairn_codec_segments(cairn_repo_codec(r), CHUNK), 16u, "a 1 MiB chunk is stored as 16 segments");
         is(cairn_chunk_cache_new(r, 16u << 20, 0, &cache), 0, "a fresh cache");
         is(cairn_chunk_cache_get_part(cache, ids[20], CHUNK, 300000, &c), 0, "get the piece holding byte 300000");
         ok(piece_right(c, 20, 300000), "it is segment 2 (base %" PRIu64 ", %zu bytes), with the right bytes",
            c ? c->base : 0, c ? c->len : 0);
-        is(c ? c->len : 0, (size_t) 128 * 1024, "one segment long");
+        is(c ? c->len : 0, (size_t) 64 * 1024, "one segment long");
         cairn_chunk_cache_release(cache, c);
         cairn_chunk_cache_get_stats(cache, &st);
         is(st.misses, 2, "two misses: the chunk's segment table and the segment");
@@ -197,14 +197,14 @@ int main(void) {
         cairn_chunk_cache_get_stats(cache, &st);
         ok(st.hits > hits_before && st.misses == 2, "as a hit (no miss)");
         bad = 0;
-        for (uint64_t off = 0; off < CHUNK; off += 128 * 1024) {
+        for (uint64_t off = 0; off < CHUNK; off += 64 * 1024) {
                 if (cairn_chunk_cache_get_part(cache, ids[20], CHUNK, off + 77, &c) < 0 || !piece_right(c, 20, off + 77))
                         bad++;
                 cairn_chunk_cache_release(cache, c);
         }
-        is(bad, 0, "all 8 segments read right on their own");
+        is(bad, 0, "all 16 segments read right on their own");
         cairn_chunk_cache_get_stats(cache, &st);
-        is(st.misses, 9, "each segment read once, the table once (misses %" PRIu64 ")", st.misses);
+        is(st.misses, 17, "each segment read once, the table once (misses %" PRIu64 ")", st.misses);
         is(cairn_chunk_cache_get(cache, ids[21], CHUNK, &c), 0, "a whole chunk");
         cairn_chunk_cache_release(cache, c);
         is(cairn_chunk_cache_get_part(cache, ids[21], CHUNK, 999999, &c), 0, "then a piece of it");
@@ -253,7 +253,7 @@ int main(void) {
         is(st.errors, 2, "two errors counted");
         {
                 unsigned failed = 0, right = 0;
-                for (uint64_t off = 0; off < CHUNK; off += 128 * 1024) {
+                for (uint64_t off = 0; off < CHUNK; off += 64 * 1024) {
                         int k = cairn_chunk_cache_get_part(cache, ids[10], CHUNK, off, &c);
                         if (k == -EBADMSG)
                                 failed++;
@@ -263,7 +263,7 @@ int main(void) {
                                 cairn_chunk_cache_release(cache, c);
                 }
                 is(failed, 1u, "read by segments, exactly one segment of the damaged chunk fails");
-                is(right, 7u, "and its other 7 segments read right");
+                is(right, 15u, "and its other 15 segments read right");
         }
         cache = cairn_chunk_cache_free(cache);
 
