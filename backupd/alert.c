@@ -74,20 +74,21 @@ static size_t discard(char *ptr, size_t size, size_t nmemb, void *userdata) {
         return size * nmemb;
 }
 
-/* The URL as logged: without user:password@, the one credential a URL
- * is known to carry. */
+/* The URL as logged: scheme and host only.  A user:password@ is a
+ * credential, and so is the path of many webhooks (Slack's and Discord's
+ * carry their token there): both are replaced. */
 static char *url_for_log(const char *url) {
         const char *scheme_end = strstr(url, "://"), *host, *at, *slash;
         char *out;
 
         if (!scheme_end)
-                return strdup(url);
+                return strdup("(not a URL)");
         host = scheme_end + 3;
         slash = host + strcspn(host, "/?#");
         at = memchr(host, '@', (size_t) (slash - host));
-        if (!at)
-                return strdup(url);
-        if (asprintf(&out, "%.*s***@%s", (int) (host - url), url, at + 1) < 0)
+        if (asprintf(&out, "%.*s%s%.*s%s", (int) (host - url), url, at ? "***@" : "",
+                     (int) (slash - (at ? at + 1 : host)), at ? at + 1 : host,
+                     *slash && !streq(slash, "/") ? "/..." : slash) < 0)
                 return NULL;
         return out;
 }
