@@ -2054,7 +2054,7 @@ static int cmd_verify(struct opts *o, int argc, char **argv) {
         const struct bk_job *job = NULL;
         const char *name, *mount_arg = NULL;
         json_t *list = NULL;
-        bool print = false, all = false;
+        bool print = false, all = false, opened = false;
         int c, status;
 
         while ((c = getopt_long(argc, argv, "e:h", longopts, NULL)) >= 0) {
@@ -2139,16 +2139,23 @@ static int cmd_verify(struct opts *o, int argc, char **argv) {
                 mount_error = strdup("cannot mount the repository for the drill");
         if (!mount_dir && !m) {
                 /* Only cairnfs opened it: is it a repository of a newer
-                 * format, to be left alone (no drill state written)? */
+                 * format, to be left alone (no drill state written)?
+                 * Quietly: cairnfs has said what is wrong already. */
                 struct cairn_repo *probe = NULL;
-                if (open_repo(o, &probe) >= 0)
+                int level = cairn_log_get_level();
+                cairn_log_set_level(-1);
+                if (open_repo(o, &probe) >= 0) {
                         cairn_repo_free(probe);
+                        opened = true;
+                }
+                cairn_log_set_level(level);
         }
         status = drill_one(o, &spec, mount_dir || m ? NULL : mount_error ? mount_error : "", list);
         (void) bk_drill_mount_stop(m);
 
-        /* The metrics count snapshots: that needs the index. */
-        if (o->config && o->config->textfile && open_repo(o, &r) >= 0)
+        /* The metrics count snapshots: that needs the index (not when
+         * cairnfs could not open the repository either: it said why). */
+        if (o->config && o->config->textfile && (mount_dir || m || opened) && open_repo(o, &r) >= 0)
                 after_run(o, r, false, NULL);
         if (list) {
                 json_dumpf(json_array_get(list, 0), stdout, JSON_COMPACT);

@@ -393,7 +393,7 @@ static char *last_line(const char *buf, size_t n) {
         return strndup(buf + start, end - start);
 }
 
-static void show_tail(const char *buf, size_t n, unsigned max_lines) {
+static void show_tail(const char *buf, size_t n, unsigned max_lines, const char *title) {
         size_t start = n;
         unsigned lines = 0;
 
@@ -407,7 +407,7 @@ static void show_tail(const char *buf, size_t n, unsigned max_lines) {
                         break;
                 }
         }
-        fprintf(stderr, "cairn: the drill's last output:\n");
+        fprintf(stderr, "cairn: %s:\n", title);
         for (size_t i = start; i < n;) {
                 size_t e = i;
                 while (e < n && buf[e] != '\n')
@@ -558,7 +558,7 @@ int bk_drill_run(const struct bk_drill_spec *s, bool show_output, struct bk_dril
                   bk_drill_runtime_name(s->runtime), ret->snapshot ? ret->snapshot : "?",
                   ret->message ? ret->message : "out of memory");
         if (tail_n > 0 && !show_output)
-                show_tail(tail, tail_n, 10);
+                show_tail(tail, tail_n, 10, "the drill's last output");
         return 0;
 }
 
@@ -612,8 +612,7 @@ static void log_tail_of(const char *path, const char *what) {
 
         if (read_file_at(AT_FDCWD, path, 1 << 20, &data, &len) < 0 || len == 0)
                 return;
-        fprintf(stderr, "cairn: %s:\n", what);
-        show_tail(data, len, 10);
+        show_tail(data, len, 10, what);
 }
 
 static void mount_free(struct bk_drill_mount *m) {
@@ -698,14 +697,14 @@ int bk_drill_mount_start(const char *cairnfs, const char *repo, const char *opti
                         log_error("%s exited (%s %d) before %s was mounted", cairnfs,
                                   WIFEXITED(status) ? "status" : "signal",
                                   WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), m->mnt);
-                        log_tail_of(m->log, "its log");
+                        log_tail_of(m->log, "cairnfs said");
                         m->pid = -1;
                         mount_free(m);
                         return -EIO;
                 }
                 if (mono_ms() - t0 > MOUNT_WAIT_MS) {
                         log_error("%s is not mounted %d s after starting %s", m->mnt, MOUNT_WAIT_MS / 1000, cairnfs);
-                        log_tail_of(m->log, "its log");
+                        log_tail_of(m->log, "cairnfs said");
                         (void) bk_drill_mount_stop(m);
                         return -ETIMEDOUT;
                 }
@@ -746,7 +745,7 @@ int bk_drill_mount_stop(struct bk_drill_mount *m) {
                 if (k == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
                         log_warning("cairnfs for the drills ended with %s %d", WIFEXITED(status) ? "status" : "signal",
                                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-                        log_tail_of(m->log, "its log");
+                        log_tail_of(m->log, "cairnfs said");
                         k = -EIO;
                 }
         }

@@ -235,6 +235,11 @@ contains "at $TMPDIR/cairn-verify." "$err" "(the drills mount below \$TMPDIR, wh
 no_mounts_left "no snapshot"
 expect 1 "a missing drill script" -- "$CAIRN" verify pgdb --exec "$T/nonexistent.sh"
 contains "cannot read the drill script $T/nonexistent.sh" "$err" "names the script"
+printf 'not the passphrase\n' > "$T/badpw"
+expect 1 "a wrong passphrase: verify exits 1" -- "$CAIRN" --password-file "$T/badpw" verify pgdb --exec "$T/drill.sh"
+test "$(grep -c 'Wrong passphrase' <<<"$err")" = 1; tap_ok $? "the wrong passphrase is reported once"
+contains "cairn: cairnfs said:" "$err" "as what cairnfs said (not as the drill's output)"
+no_mounts_left "wrong passphrase"
 
 # ---- the command lines (--print) ----
 expect 0 "--runtime docker --print" -- "$CAIRN" verify pgdb --runtime docker --image postgres:15 --mount /restore --print
