@@ -1888,6 +1888,7 @@ static char *absolute_path(const char *p) {
 
 struct drill_args {
         const char *exec, *runtime, *image, *user;
+        uint64_t timeout_s;             /* 0: the config's, or the default */
 };
 
 /* The drill of job @name: the command line's choices over the config's
@@ -1903,6 +1904,8 @@ static int drill_spec(const struct bk_job *job, const char *name, const struct d
                 return -EINVAL;
         spec->image = a->image ? a->image : job && streq(runtime, config_runtime) ? job->drill_image : NULL;
         spec->user = a->user ? a->user : job ? job->drill_user : NULL;
+        spec->timeout_s = a->timeout_s ? a->timeout_s : job && job->drill_timeout_s ? job->drill_timeout_s
+                                                                                    : BK_DRILL_TIMEOUT_DEFAULT;
         *ret_script = absolute_path(a->exec ? a->exec : job && job->drill ? job->drill : "");
         spec->script = *ret_script;
         return *ret_script ? 0 : -ENOMEM;
@@ -2006,6 +2009,7 @@ static int cmd_verify(struct opts *o, int argc, char **argv) {
                 { "image", required_argument, NULL, 'i' },
                 { "user", required_argument, NULL, 'u' },
                 { "mount", required_argument, NULL, 'm' },
+                { "timeout", required_argument, NULL, 't' },
                 { "print", no_argument, NULL, 'p' },
                 { "dry-run", no_argument, NULL, 'p' },
                 { "all", no_argument, NULL, 'a' },
@@ -2014,7 +2018,7 @@ static int cmd_verify(struct opts *o, int argc, char **argv) {
         };
         static const char help[] =
                 "Usage: cairn verify JOB [--exec SCRIPT] [--runtime bwrap|docker|podman] [--image IMAGE]\n"
-                "                    [--user USER] [--mount DIR] [--print] [-v] [--json]\n"
+                "                    [--user USER] [--mount DIR] [--timeout DURATION] [--print] [-v] [--json]\n"
                 "       cairn verify --all [-v]\n"
                 "\n"
                 "A restore drill: mount the repository (cairnfs -o allow_other on a temporary\n"
@@ -2037,6 +2041,8 @@ static int cmd_verify(struct opts *o, int argc, char **argv) {
                 "      --user USER        run the script as USER (name or uid; default root)\n"
                 "      --mount DIR        use the cairnfs mount at DIR (it needs allow_other for\n"
                 "                         containers)\n"
+                "      --timeout DURATION stop the drill (and fail it) after DURATION (e.g. 30m;\n"
+                "                         default the job's drill-timeout, else 1h)\n"
                 "      --print, --dry-run print the command line and run nothing (without --mount,\n"
                 "                         the mountpoint shows as MOUNTPOINT)\n"
                 "\n"
@@ -2065,13 +2071,18 @@ static int cmd_verify(struct opts *o, int argc, char **argv) {
                 case 'i': a.image = optarg; break;
                 case 'u': a.user = optarg; break;
                 case 'm': mount_arg = optarg; break;
+                case 't':
+                        if (bk_parse_duration(optarg, &a.timeout_s) < 0 || a.timeout_s == 0)
+                                return usage_error("verify", "--timeout: expected a duration above zero (e.g. 30m), "
+                                                   "got \"%s\"", optarg);
+                        break;
                 case 'p': print = true; break;
                 case 'h': fputs(help, stdout); return EXIT_OK;
                 default: return usage_error("verify", "bad option");
                 }
         }
         if (all) {
-                if (optind != argc || a.exec || a.runtime || a.image || a.user || mount_arg || print)
+                if (optind != argc || a.exec || a.runtime || a.image || a.user || mount_arg || print || a.timeout_s)
                         return usage_error("verify", "--all takes no job and no other option: each job's drill "
                                            "comes from the config");
                 if (load_config(o, true) < 0 || open_repo(o, &r) < 0)

@@ -72,6 +72,7 @@ enum key_id {
         KEY_DRILL_RUNTIME,
         KEY_DRILL_IMAGE,
         KEY_DRILL_USER,
+        KEY_DRILL_TIMEOUT,
         KEY_TEXTFILE,
         KEY_WEBHOOK,
         _KEY_MAX,
@@ -106,6 +107,7 @@ static const struct key_def {
         [KEY_DRILL_RUNTIME]    = { "drill-runtime",    SEC_JOB,        false },
         [KEY_DRILL_IMAGE]      = { "drill-image",      SEC_JOB,        false },
         [KEY_DRILL_USER]       = { "drill-user",       SEC_JOB,        false },
+        [KEY_DRILL_TIMEOUT]    = { "drill-timeout",    SEC_JOB,        false },
         [KEY_TEXTFILE]         = { "textfile",         SEC_STATUS,     false },
         [KEY_WEBHOOK]          = { "webhook",          SEC_STATUS,     false },
 };
@@ -638,6 +640,11 @@ static int handle_job_key(struct parser *p, enum key_id key, const char *value) 
                         return 0;
                 }
                 return set_string(&j->drill_user, value);
+        case KEY_DRILL_TIMEOUT:
+                if (bk_parse_duration(value, &j->drill_timeout_s) < 0 || j->drill_timeout_s == 0)
+                        key_error(p, key, "\"%s\" is not a duration above zero (a number with an optional unit "
+                                  "s, m, h, d or w, e.g. 30m)", value);
+                return 0;
         default:
                 return 0;
         }
@@ -731,7 +738,7 @@ static void section_close(struct parser *p) {
                 if (p->seen[KEY_DIRECTORY] && !p->seen[KEY_TAR_COMMAND])
                         key_error_at(p, p->seen[KEY_DIRECTORY], KEY_DIRECTORY,
                                      "only goes with \"tar-command\", which this job does not have");
-                for (enum key_id k = KEY_DRILL_RUNTIME; k <= KEY_DRILL_USER; k++)
+                for (enum key_id k = KEY_DRILL_RUNTIME; k <= KEY_DRILL_TIMEOUT; k++)
                         if (p->seen[k] && !p->seen[KEY_DRILL])
                                 key_error_at(p, p->seen[k], k, "only goes with \"drill = SCRIPT\", which this job "
                                              "does not have");

@@ -20,6 +20,7 @@
  *   drill-runtime = podman                      (bwrap, docker or podman; default bwrap)
  *   drill-image = postgres:15                   (docker: required; podman: default the host's /)
  *   drill-user = postgres                       (default root)
+ *   drill-timeout = 30m                         (stopped and failed after that; default 1h)
  *
  *   [status]
  *   textfile = /var/lib/node_exporter/textfile/cairn.prom
@@ -76,6 +77,7 @@ struct bk_job {
         char *drill_runtime;           /* "bwrap", "docker" or "podman"; NULL: bwrap */
         char *drill_image;             /* docker/podman image; NULL: podman runs on the host's root */
         char *drill_user;              /* user (name or uid) the drill runs as; NULL: root */
+        uint64_t drill_timeout_s;      /* stop the drill after this; 0: BK_DRILL_TIMEOUT_DEFAULT */
 };
 
 struct bk_config {

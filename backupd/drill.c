@@ -443,24 +443,37 @@ static size_t collect_output(int fd, bool show, char *tail, size_t tail_size) {
         return kept;
 }
 
-static int wait_child(pid_t pid, int *ret_status, int *ret_stop_signal) {
-        int64_t killed_at = 0;
+/* Wait for the drill (the leader of its own process group); on
+ * SIGINT/SIGTERM/SIGHUP of ours, or after @timeout_s (0: never; then
+ * *ret_timed_out), stop the group: SIGTERM, SIGKILL after a grace period. */
+static int wait_child(pid_t pid, uint64_t timeout_s, int *ret_status, int *ret_stop_signal, bool *ret_timed_out) {
+        int64_t killed_at = 0, start = mono_ms();
         bool termed = false;
 
         for (;;) {
-                pid_t w = waitpid(pid, ret_status, termed ? WNOHANG : 0);
+                pid_t w = waitpid(pid, ret_status, termed || timeout_s ? WNOHANG : 0);
 
                 if (w == pid)
                         return 0;
                 if (w < 0 && errno != EINTR)
                         return -errno;
-                if (stop_signal && !termed) {
-                        *ret_stop_signal = stop_signal;
+                if (!termed && timeout_s && mono_ms() - start >= (int64_t) timeout_s * 1000) {
+                        *ret_timed_out = true;
+                        (void) kill(-pid, SIGTERM);
                         (void) kill(pid, SIGTERM);
                         termed = true;
                         killed_at = mono_ms();
-                } else if (termed) {
+                } else if (stop_signal && !termed) {
+                        *ret_stop_signal = stop_signal;
+                        (void) kill(-pid, SIGTERM);
+                        (void) kill(pid, SIGTERM);
+                        termed = true;
+                        killed_at = mono_ms();
+                } else if (!termed && w == 0)
+                        sleep_ms(50);
+                else if (termed) {
                         if (killed_at && mono_ms() - killed_at > KILL_GRACE_MS) {
+                                (void) kill(-pid, SIGKILL);
                                 (void) kill(pid, SIGKILL);
                                 killed_at = 0;
                         }
@@ -476,6 +489,7 @@ int bk_drill_run(const struct bk_drill_spec *s, bool show_output, struct bk_dril
         struct sigaction sa = { .sa_handler = on_stop_signal }, old_int, old_term, old_hup;
         char link[PATH_MAX], tail[OUTPUT_TAIL];
         int status = 0, sig = 0, k;
+        bool timed_out = false;
         size_t tail_n;
         pid_t pid = -1;
         ssize_t n;
@@ -524,9 +538,10 @@ int bk_drill_run(const struct bk_drill_spec *s, bool show_output, struct bk_dril
         sigaction(SIGHUP, &sa, &old_hup);
         fflush(stdout);
         fflush(stderr);
-        k = spawn(argv, out, -1, false, &pid);
+        /* Its own process group, so that a stop reaches what it started. */
+        k = spawn(argv, out, -1, true, &pid);
         if (k >= 0)
-                k = wait_child(pid, &status, &sig);
+                k = wait_child(pid, s->timeout_s, &status, &sig, &timed_out);
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
         sigaction(SIGHUP, &old_hup, NULL);
@@ -538,13 +553,16 @@ int bk_drill_run(const struct bk_drill_spec *s, bool show_output, struct bk_dril
 
         tail_n = collect_output(out, show_output, tail, sizeof tail);
         last = last_line(tail, tail_n);
-        ret->passed = !sig && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        ret->passed = !sig && !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0;
         if (ret->passed) {
                 ret->message = strdup("passed");
                 log_info("job \"%s\": drill passed", s->job);
                 return 0;
         }
-        if (sig)
+        if (timed_out)
+                k = asprintf(&ret->message, "timed out after %" PRIu64 " s (stopped)%s%s", s->timeout_s,
+                             last && *last ? ": " : "", last ? last : "");
+        else if (sig)
                 k = asprintf(&ret->message, "stopped by signal %d%s%s", sig, last && *last ? ": " : "", last ? last : "");
         else if (WIFEXITED(status))
                 k = asprintf(&ret->message, "exit status %d%s%s", WEXITSTATUS(status), last && *last ? ": " : "",

@@ -51,7 +51,10 @@ struct bk_drill_spec {
         const char *image;              /* docker: required; podman: NULL = the host's root */
         const char *user;               /* name or uid; NULL: root */
         const char *mountpoint;         /* where cairnfs shows the repository */
+        uint64_t timeout_s;             /* the drill is stopped (and fails) after this; 0: never */
 };
+
+#define BK_DRILL_TIMEOUT_DEFAULT 3600   /* seconds */
 
 /* The drill's command line as a NULL-terminated argv (*ret and each
  * string malloc'd; bk_strv_free).  For bwrap the snapshot directory is

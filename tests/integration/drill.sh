@@ -235,6 +235,30 @@ contains "at $TMPDIR/cairn-verify." "$err" "(the drills mount below \$TMPDIR, wh
 no_mounts_left "no snapshot"
 expect 1 "a missing drill script" -- "$CAIRN" verify pgdb --exec "$T/nonexistent.sh"
 contains "cannot read the drill script $T/nonexistent.sh" "$err" "names the script"
+# ---- a drill that hangs is stopped ----
+printf 'echo "restoring forever"\nsleep 600\n' > "$T/drill-hang.sh"
+t0=$(date +%s)
+expect 1 "a hanging drill with --timeout 2s fails" -- "$CAIRN" verify pgdb --exec "$T/drill-hang.sh" --timeout 2s
+took=$(( $(date +%s) - t0 ))
+test "$took" -lt 30; tap_ok $? "and is stopped, not waited for (${took} s)"
+contains "timed out after 2 s (stopped): restoring forever" "$err" "the message says it timed out, with its last line"
+! pgrep -f "$T/drill-hang.sh" >/dev/null && ! pgrep -x -f "sleep 600" >/dev/null; tap_ok $? "nothing of the drill is left running"
+no_mounts_left "timeout"
+got=$("$CAIRN" status --json | python3 -c 'import json, sys; j = [x for x in json.load(sys.stdin)["jobs"] if x["job"] == "pgdb"][0]; print(j["drill"]["last"]["result"], j["drill"]["last"]["message"])' 2>&1)
+contains "failed timed out after 2 s" "$got" "cairn status records the timed-out drill"
+expect 2 "--timeout 0 is a usage error" -- "$CAIRN" verify pgdb --exec "$T/drill-hang.sh" --timeout 0
+sed 's|^drill-user = postgres$|drill-user = postgres\ndrill-timeout = 1|' "$T/cairn.conf" > "$T/timeout.conf"
+grep -q '^drill-timeout = 1$' "$T/timeout.conf"; tap_ok $? "a config with drill-timeout = 1"
+cp "$T/drill-hang.sh" "$T/drill.sh.hang" && cp "$T/drill.sh" "$T/drill.sh.keep" && cp "$T/drill-hang.sh" "$T/drill.sh"
+expect 1 "the config's drill-timeout stops the config's drill" -- env CAIRN_CONFIG="$T/timeout.conf" "$CAIRN" verify pgdb
+contains "timed out after 1 s" "$err" "after its drill-timeout"
+cp "$T/drill.sh.keep" "$T/drill.sh"
+sed 's|^drill-user = postgres$|drill-user = postgres\ndrill-timeout = soon|' "$T/cairn.conf" > "$T/badtimeout.conf"
+expect 1 "a bad drill-timeout is a config error" -- env CAIRN_CONFIG="$T/badtimeout.conf" "$CAIRN" verify pgdb --print
+contains 'key "drill-timeout": "soon" is not a duration' "$err" "naming the key"
+no_mounts_left "config timeout"
+expect 0 "the drill passes again" -- "$CAIRN" verify pgdb
+
 printf 'not the passphrase\n' > "$T/badpw"
 expect 1 "a wrong passphrase: verify exits 1" -- "$CAIRN" --password-file "$T/badpw" verify pgdb --exec "$T/drill.sh"
 test "$(grep -c 'Wrong passphrase' <<<"$err")" = 1; tap_ok $? "the wrong passphrase is reported once"
