@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -468,6 +469,127 @@ static int request_loop(struct fuse_session *se, unsigned n) {
         return l.error;
 }
 
+/* Work that the first "ls" needs and that need not wait for the key:
+ * run beside the repository's opening (key files, key derivation), in
+ * threads of their own, before anything is mounted. */
+struct warmup {
+        pthread_t index_thread, crypto_thread;
+        bool index_started, crypto_started;
+        char index_dir[PATH_MAX];
+};
+
+static void *warm_index(void *userdata) {
+        static const char *const tables[] = { "snapshots", "trees", "chunks", "contents" };
+        static const bool leaves[] = { true, false, false, false };   /* the catalog reads every snapshot */
+        struct warmup *w = userdata;
+
+        cairn_index_warm(w->index_dir, tables, leaves, ELEMENTSOF(tables));
+        return NULL;
+}
+
+static void *warm_crypto(void *userdata) {
+        static const uint8_t zero[CAIRN_KEY_SIZE];
+        uint8_t out[CAIRN_ID_SIZE];
+
+        /* OpenSSL's initialization (its config file, the providers) and
+         * the fetches of SHA-256, AES-GCM and HKDF, once per process. */
+        cairn_sha256(zero, sizeof zero, out);
+        (void) cairn_hkdf(zero, sizeof zero, "cairnfs warm-up", out, sizeof out);
+        return NULL;
+}
+
+static void warmup_start(struct warmup *w, const char *repo) {
+        if ((size_t) snprintf(w->index_dir, sizeof w->index_dir, "%s/index", repo) < sizeof w->index_dir)
+                w->index_started = pthread_create(&w->index_thread, NULL, warm_index, w) == 0;
+        w->crypto_started = pthread_create(&w->crypto_thread, NULL, warm_crypto, w) == 0;
+}
+
+static void warmup_join(struct warmup *w) {
+        if (w->index_started)
+                pthread_join(w->index_thread, NULL);
+        if (w->crypto_started)
+                pthread_join(w->crypto_thread, NULL);
+        w->index_started = w->crypto_started = false;
+}
+
+/* After the mount, in a thread: first the pages that an "ls" of each
+ * job's latest snapshot reads (its root directory's rows, the tree's
+ * chunk row, its files' first content rows), beside the first requests
+ * that wait for them; then the whole index into the page cache at idle
+ * I/O priority (when it is no more than an eighth of the memory, and
+ * 1 GiB): the index is mapped for random access, and a walk of many
+ * directories would else read it page by page. */
+#define PREFETCH_JOBS 64
+#define PREFETCH_ENTRIES 256
+
+struct prefetch {
+        struct fs_ctx *ctx;
+        pthread_t thread;
+        bool started;
+        bool stop;                       /* atomic */
+};
+
+static void touch_latest_roots(struct fs_ctx *ctx) {
+        _cleanup_(cairn_index_txn_abortp) struct cairn_txn *t = NULL;
+        struct fs_catalog *cat;
+
+        pthread_mutex_lock(&ctx->cat_lock);
+        cat = fs_catalog_ref(ctx->cat);
+        pthread_mutex_unlock(&ctx->cat_lock);
+        if (!cat)
+                return;
+        if (cairn_index_txn_begin(ctx->index, false, &t) >= 0)
+                for (size_t i = 0; i < MIN(cat->n_jobs, (size_t) PREFETCH_JOBS); i++) {
+                        const struct fs_snap *s = cat->jobs[i].latest;
+                        struct cairn_tree_iter *it = NULL;
+                        struct cairn_chunk_loc loc;
+                        const char *name;
+                        size_t len;
+                        struct cairn_entry e;
+
+                        if (!s)
+                                continue;
+                        (void) cairn_index_chunk_get(t, s->root, &loc);
+                        if (cairn_index_tree_iter_new(t, s->root, NULL, 0, &it) < 0)
+                                continue;
+                        for (unsigned k = 0; k < PREFETCH_ENTRIES && cairn_index_tree_iter_next(it, &name, &len, &e) > 0;
+                             k++)
+                                if (e.type == CAIRN_ENTRY_FILE) {
+                                        struct cairn_content_chunk c;
+                                        uint64_t start;
+                                        (void) cairn_index_content_find(t, e.ref, 0, &c, &start);
+                                }
+                        cairn_index_tree_iter_free(it);
+                }
+        fs_catalog_unref(cat);
+}
+
+static void *prefetch_thread(void *userdata) {
+        struct prefetch *p = userdata;
+        long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+        uint64_t max = MIN((uint64_t) 1 << 30, pages > 0 && psize > 0 ? (uint64_t) pages * (uint64_t) psize / 8 : 0);
+
+        touch_latest_roots(p->ctx);
+        /* ioprio_set(IOPRIO_WHO_PROCESS, this thread, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT):
+         * the requests' own page faults go first */
+        (void) syscall(SYS_ioprio_set, 1, 0, 3 << 13);
+        (void) cairn_index_prefetch(p->ctx->index, max, &p->stop);
+        return NULL;
+}
+
+static void prefetch_start(struct prefetch *p, struct fs_ctx *ctx) {
+        p->ctx = ctx;
+        p->started = pthread_create(&p->thread, NULL, prefetch_thread, p) == 0;
+}
+
+static void prefetch_stop(struct prefetch *p) {
+        if (!p->started)
+                return;
+        __atomic_store_n(&p->stop, true, __ATOMIC_RELAXED);
+        pthread_join(p->thread, NULL);
+        p->started = false;
+}
+
 static void snapshot_passphrase(struct options *o) {
         const char *e = getenv("CAIRN_KEY_CACHE");
 
@@ -504,6 +626,8 @@ int main(int argc, char **argv) {
         bool as_helper = strncmp(base, "mount.", 6) == 0;
         _cleanup_close_ int notify_fd = -1;
         _cleanup_free_ char *mountpoint_abs = NULL;
+        struct warmup warm = {};
+        struct prefetch prefetch = {};
         int r, status = 1;
         bool mounted = false;
 
@@ -541,7 +665,9 @@ int main(int argc, char **argv) {
                         return 1;
         }
 
+        warmup_start(&warm, o.repo);
         o.pass.key_cache = o.key_cache;
+        cairn_index_set_random_access(true);
         r = cairn_repo_open(o.repo, &o.pass, &ctx.repo);
         if (r < 0) {
                 if (r == -ENOENT)
@@ -581,6 +707,7 @@ int main(int argc, char **argv) {
         r = fs_refresher_start(&ctx);
         if (r < 0)
                 goto out;
+        prefetch_start(&prefetch, &ctx);
 
         if (!o.foreground) {
                 openlog("cairnfs", LOG_PID, LOG_DAEMON);
@@ -601,6 +728,8 @@ int main(int argc, char **argv) {
 
 out:
         tell_parent(&notify_fd, 1);
+        warmup_join(&warm);
+        prefetch_stop(&prefetch);
         fs_refresher_stop(&ctx);
         if (ctx.se) {
                 if (mounted)

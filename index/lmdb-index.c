@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <lmdb.h>
 
@@ -92,6 +95,13 @@ static MDB_dbi table_dbi(struct cairn_txn *t, enum cairn_index_table table) {
         return t->idx->dbi[table];
 }
 
+/* Set once by the program before it opens an index (see the header). */
+static bool random_access;
+
+void cairn_index_set_random_access(bool on) {
+        random_access = on;
+}
+
 static void index_freep(struct cairn_index **idx) {
         cairn_index_free(*idx);
 }
@@ -121,8 +131,11 @@ int cairn_index_open(const char *path, struct cairn_index **ret) {
                 return log_error_errno(mdb_errno(rc, "environment set-up"), "Failed to set up index %s: %m", path);
 
         /* MDB_NOTLS: reader slots belong to transactions, not threads, so a
-         * FUSE worker may hand a read txn on or keep several. */
-        rc = mdb_env_open(idx->env, path, MDB_NOTLS, 0600);
+         * FUSE worker may hand a read txn on or keep several.
+         * MDB_NORDAHEAD (madvise MADV_RANDOM on the map) when asked: from
+         * a cold cache each page fault would otherwise read read_ahead_kb
+         * around its page (8 MiB on some virtual disks: 25 ms a fault). */
+        rc = mdb_env_open(idx->env, path, MDB_NOTLS | (random_access ? MDB_NORDAHEAD : 0), 0600);
         if (rc != 0)
                 return log_error_errno(mdb_errno(rc, "mdb_env_open"), "Failed to open index %s: %m", path);
 
@@ -154,7 +167,29 @@ int cairn_index_open(const char *path, struct cairn_index **ret) {
                 log_debug("Cleared %d stale reader slots of index %s", dead, path);
 
         /* Handles opened in a committed txn are valid for every later txn
-         * of every thread, so this is the only place that opens them. */
+         * of every thread, so this is the only place that opens them.
+         * When every table exists, a read-only txn opens them: it neither
+         * takes the writers' lock (a mount must not wait for a backup's
+         * commit) nor writes; else a write txn creates what is missing. */
+        rc = mdb_txn_begin(idx->env, NULL, MDB_RDONLY, &txn);
+        if (rc != 0)
+                return log_error_errno(mdb_errno(rc, "mdb_txn_begin"),
+                                       "Failed to begin a transaction on index %s: %m", path);
+        for (int i = 0; i < _CAIRN_TABLE_MAX && rc == 0; i++)
+                rc = mdb_dbi_open(txn, table_names[i], 0, &idx->dbi[i]);
+        if (rc == 0) {
+                rc = mdb_txn_commit(TAKE_PTR(txn));
+                if (rc != 0)
+                        return log_error_errno(mdb_errno(rc, "mdb_txn_commit"),
+                                               "Failed to open the tables of index %s: %m", path);
+                *ret = TAKE_PTR(idx);
+                return 0;
+        }
+        mdb_txn_abort(TAKE_PTR(txn));
+        if (rc != MDB_NOTFOUND)
+                return log_error_errno(mdb_errno(rc, "mdb_dbi_open"), "Failed to open the tables of index %s: %m",
+                                       path);
+
         rc = mdb_txn_begin(idx->env, NULL, 0, &txn);
         if (rc != 0)
                 return log_error_errno(mdb_errno(rc, "mdb_txn_begin"),
@@ -172,6 +207,200 @@ int cairn_index_open(const char *path, struct cairn_index **ret) {
 
         *ret = TAKE_PTR(idx);
         return 0;
+}
+
+/*
+ * Warming the page cache before the environment is opened.  A cold B-tree
+ * walk waits for one page at a time; this reads the same pages through a
+ * plain fd, a level at a time, every page of a level asked for at once
+ * (POSIX_FADV_WILLNEED), so the disk serves them in parallel.  It follows
+ * LMDB's data file format (version 1, lmdb 0.9's mdb.c): a page header
+ * of pgno (8), pad (2), flags (2), lower (2), upper (2), then 16-bit node
+ * offsets; the meta page's MDB_meta after the header; a branch node's
+ * child page number in its first six bytes.  Only a hint: every field is
+ * checked, and whatever does not look right ends the walk; the index
+ * itself is only ever read through LMDB.
+ */
+#define W_PAGEHDR 16
+#define W_P_BRANCH 0x01
+#define W_P_LEAF 0x02
+#define W_P_META 0x08
+#define W_F_SUBDATA 0x02
+#define W_MAGIC 0xBEEFC0DEu
+#define W_MAX_LEVEL 8192          /* pages asked for at one level of one table */
+
+struct warm {
+        int fd;
+        uint64_t psize, npages;
+        uint8_t *page;
+};
+
+static uint16_t w_u16(const uint8_t *p) {
+        uint16_t v;
+        memcpy(&v, p, sizeof v);
+        return v;
+}
+
+static uint64_t w_u64(const uint8_t *p) {
+        uint64_t v;
+        memcpy(&v, p, sizeof v);
+        return v;
+}
+
+/* Read page @pgno into w->page; its flags must include @flag. */
+static bool w_read(struct warm *w, uint64_t pgno, uint16_t flag) {
+        uint16_t lower, upper;
+
+        if (pgno >= w->npages || pread(w->fd, w->page, w->psize, (off_t) (pgno * w->psize)) != (ssize_t) w->psize)
+                return false;
+        lower = w_u16(w->page + 12);
+        upper = w_u16(w->page + 14);
+        return w_u64(w->page) == pgno && (w_u16(w->page + 10) & flag) && lower >= W_PAGEHDR && lower <= upper &&
+               upper <= w->psize;
+}
+
+/* Node @i of the page in w->page, or NULL. */
+static const uint8_t *w_node(struct warm *w, unsigned i) {
+        uint16_t off = w_u16(w->page + W_PAGEHDR + 2 * i);
+        return off >= w_u16(w->page + 14) && off + 8u <= w->psize ? w->page + off : NULL;
+}
+
+static unsigned w_nkeys(struct warm *w) {
+        return (w_u16(w->page + 12) - W_PAGEHDR) / 2;
+}
+
+static void w_advise(struct warm *w, const uint64_t *pgnos, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                (void) posix_fadvise(w->fd, (off_t) (pgnos[i] * w->psize), (off_t) w->psize, POSIX_FADV_WILLNEED);
+}
+
+/* Descend the tree at @root of @depth levels: every branch page, and the
+ * leaves too when @leaves. */
+static void w_tree(struct warm *w, uint64_t root, unsigned depth, bool leaves) {
+        _cleanup_free_ uint64_t *level = malloc(W_MAX_LEVEL * sizeof *level);
+        _cleanup_free_ uint64_t *next = malloc(W_MAX_LEVEL * sizeof *next);
+        size_t n = 1;
+
+        if (!level || !next || depth == 0 || depth > 16)
+                return;
+        level[0] = root;
+        for (unsigned d = 1; d < depth; d++) {   /* levels of branch pages */
+                size_t m = 0;
+                w_advise(w, level, n);
+                for (size_t i = 0; i < n; i++) {
+                        if (!w_read(w, level[i], W_P_BRANCH))
+                                return;
+                        for (unsigned k = 0; k < w_nkeys(w) && m < W_MAX_LEVEL; k++) {
+                                const uint8_t *node = w_node(w, k);
+                                if (!node)
+                                        return;
+                                next[m++] = w_u16(node) | (uint64_t) w_u16(node + 2) << 16 |
+                                            (uint64_t) w_u16(node + 4) << 32;
+                        }
+                }
+                if (d + 1 == depth && !leaves)
+                        return;
+                memcpy(level, next, m * sizeof *level);
+                n = m;
+        }
+        w_advise(w, level, n);
+}
+
+void cairn_index_warm(const char *path, const char *const *tables, const bool *leaves, size_t n_tables) {
+        char file[4200];
+        struct warm w = { .psize = 4096 };
+        uint8_t meta[2][W_PAGEHDR + 136];
+        const uint8_t *m = NULL;
+        struct stat st;
+        uint64_t main_root;
+        unsigned main_depth;
+
+        snprintf(file, sizeof file, "%s/data.mdb", path);
+        w.fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (w.fd < 0)
+                return;
+        /* Read ahead only what is asked for: the pages are scattered. */
+        (void) posix_fadvise(w.fd, 0, 0, POSIX_FADV_RANDOM);
+        if (fstat(w.fd, &st) < 0 || pread(w.fd, meta[0], sizeof meta[0], 0) != (ssize_t) sizeof meta[0])
+                goto out;
+        /* The page size is the free DB's md_pad (mm_psize). */
+        w.psize = w_u64(meta[0] + W_PAGEHDR + 24) & 0xffffffffu;
+        if (w.psize < 512 || w.psize > 65536 || (w.psize & (w.psize - 1)) ||
+            pread(w.fd, meta[1], sizeof meta[1], (off_t) w.psize) != (ssize_t) sizeof meta[1])
+                goto out;
+        w.npages = (uint64_t) st.st_size / w.psize;
+        for (int i = 0; i < 2; i++) {
+                const uint8_t *p = meta[i];
+                if (!(w_u16(p + 10) & W_P_META) || (w_u64(p + W_PAGEHDR) & 0xffffffffu) != W_MAGIC ||
+                    w_u64(p + W_PAGEHDR) >> 32 != 1)
+                        continue;
+                /* the newer of the two: mm_txnid */
+                if (!m || w_u64(p + W_PAGEHDR + 128) > w_u64(m + W_PAGEHDR + 128))
+                        m = p;
+        }
+        if (!m)
+                goto out;
+        main_depth = w_u16(m + W_PAGEHDR + 24 + 48 + 6);      /* mm_dbs[MAIN].md_depth */
+        main_root = w_u64(m + W_PAGEHDR + 24 + 48 + 40);      /* mm_dbs[MAIN].md_root */
+        w.page = malloc(w.psize);
+        if (!w.page || main_depth != 1 || !w_read(&w, main_root, W_P_LEAF))
+                goto out;   /* a main DB of more than a page: not ours */
+
+        /* The main DB's leaf: one F_SUBDATA node per table, an MDB_db. */
+        {
+                uint64_t roots[16];
+                unsigned depths[16];
+                size_t n = MIN(n_tables, ELEMENTSOF(roots));
+
+                for (size_t t = 0; t < n; t++)
+                        depths[t] = 0;
+                for (unsigned k = 0; k < w_nkeys(&w); k++) {
+                        const uint8_t *node = w_node(&w, k);
+                        uint16_t ksize;
+                        if (!node)
+                                goto out;
+                        ksize = w_u16(node + 6);
+                        if (!(w_u16(node + 4) & W_F_SUBDATA) || (w_u16(node) | (uint32_t) w_u16(node + 2) << 16) != 48 ||
+                            (size_t) (node - w.page) + 8 + ksize + 48 > w.psize)
+                                continue;
+                        for (size_t t = 0; t < n; t++)
+                                if (strlen(tables[t]) == ksize && memcmp(node + 8, tables[t], ksize) == 0) {
+                                        depths[t] = w_u16(node + 8 + ksize + 6);
+                                        roots[t] = w_u64(node + 8 + ksize + 40);
+                                }
+                }
+                for (size_t t = 0; t < n; t++)
+                        if (depths[t] > 0)
+                                w_tree(&w, roots[t], depths[t], leaves[t]);
+        }
+out:
+        free(w.page);
+        close(w.fd);
+}
+
+int cairn_index_prefetch(struct cairn_index *idx, uint64_t max_bytes, const bool *stop) {
+        const uint64_t step = 1024 * 1024;
+        struct stat st;
+        int fd;
+
+        if (mdb_env_get_fd(idx->env, &fd) != 0 || fstat(fd, &st) < 0)
+                return -EBADF;
+        if ((uint64_t) st.st_size > max_bytes)
+                return 0;
+        for (uint64_t off = 0; off < (uint64_t) st.st_size; off += step) {
+                uint64_t n = MIN(step, (uint64_t) st.st_size - off);
+                char byte;
+
+                if (__atomic_load_n(stop, __ATOMIC_RELAXED))
+                        return 0;
+                /* Ask for the MiB, then wait for its last page: one MiB in
+                 * flight at a time, so that a request's page fault never
+                 * waits behind more than that. */
+                if (readahead(fd, (off_t) off, n) < 0)
+                        return -errno;
+                (void) !pread(fd, &byte, 1, (off_t) (off + n - 1));
+        }
+        return 1;
 }
 
 struct cairn_index *cairn_index_free(struct cairn_index *idx) {

@@ -52,6 +52,30 @@ const char *cairn_index_table_name(enum cairn_index_table t);
 int cairn_index_open(const char *path, struct cairn_index **ret);
 struct cairn_index *cairn_index_free(struct cairn_index *idx);   /* accepts NULL */
 
+/* For the whole process, before it opens an index: @on tells the kernel
+ * that the map is read at random (madvise MADV_RANDOM), so a page fault
+ * reads its page and not read_ahead_kb around it.  For a program whose
+ * reads are few and scattered, like the mount, which must answer from a
+ * cold cache in milliseconds; a program that walks most of the index is
+ * better off with the default (off). */
+void cairn_index_set_random_access(bool on);
+
+/* Read into the page cache, without opening the environment, the pages
+ * of the index in directory @path that a first walk of @tables needs:
+ * each table's branch pages, and its leaves too where @leaves[i].  The
+ * pages of one level are asked for at once, so that a cold disk serves
+ * them in parallel rather than one per B-tree step.  Only a hint, for a
+ * thread of its own: it reads the data file's layout itself (lmdb 0.9,
+ * format version 1), and stops quietly at anything else. */
+void cairn_index_warm(const char *path, const char *const *tables, const bool *leaves, size_t n_tables);
+
+/* Read the whole data file of @idx into the page cache, front to back, a
+ * MiB at a time, when it is no bigger than @max_bytes: with random access
+ * set, a walk of many directories would otherwise read it page by page.
+ * Stops early once *@stop is set (read with an atomic load).  Blocks: for
+ * a thread of its own.  1 when read, 0 when too big or stopped, -errno. */
+int cairn_index_prefetch(struct cairn_index *idx, uint64_t max_bytes, const bool *stop);
+
 /* Transactions.  commit and abort free the txn; abort accepts NULL. */
 int cairn_index_txn_begin(struct cairn_index *idx, bool write, struct cairn_txn **ret);
 int cairn_index_txn_commit(struct cairn_txn *t);
