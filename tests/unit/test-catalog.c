@@ -147,9 +147,9 @@ int main(void) {
                 ok(strstr(test_last_log, "does not parse") != NULL, "and that is logged: %s", test_last_log);
                 fs_catalog_unref(c3);
         }
-        /* The catalog's quick scan of a record agrees with the full
-         * parse, whatever the key order, spacing and escapes elsewhere;
-         * what the full parse refuses stays out. */
+        /* Records read whatever their key order, spacing and escapes
+         * elsewhere in them; a version the catalog does not know stays
+         * out. */
         {
                 static const char root_ab[] = "abababababababababababababababababababababababababababababababab";
                 char rec[3][1024];
