@@ -551,7 +551,7 @@ static void after_run(struct opts *o, struct cairn_repo *r, bool stale_alerts, c
                 alert_stale(o, st, skip, false);
 }
 
-static int run_config_drills(struct opts *o, struct cairn_repo *r);
+static int run_config_drills(struct opts *o, struct cairn_repo *r, json_t *list);
 
 struct backup_args {
         char **excludes, **paths;      /* malloc'd arrays; paths[] entries malloc'd */
@@ -729,8 +729,19 @@ static int cmd_run(struct opts *o, int argc, char **argv) {
                 status = combine(status, res.status);
                 cairn_snapshot_free(res.snap);
         }
-        if (drills)
-                status = combine(status, run_config_drills(o, r));
+        if (drills) {
+                /* With --json, each job's entry gets its drill's result. */
+                json_t *results = o->json ? json_array() : NULL;
+                size_t i, k;
+                json_t *d, *j;
+
+                status = combine(status, run_config_drills(o, r, results));
+                json_array_foreach(results, i, d)
+                        json_array_foreach(list, k, j)
+                                if (json_equal(json_object_get(j, "job"), json_object_get(d, "job")))
+                                        json_object_set(j, "drill", d);
+                json_decref(results);
+        }
         after_run(o, r, true, alerted);
         free(alerted);
         if (o->json) {
@@ -1969,7 +1980,9 @@ static int drill_mount(struct opts *o, struct bk_drill_mount **ret, char **ret_e
         return k;
 }
 
-static int run_config_drills(struct opts *o, struct cairn_repo *r) {
+/* Every configured drill on one mount; with @list (may be NULL), each
+ * result is appended there as drill_one() makes it. */
+static int run_config_drills(struct opts *o, struct cairn_repo *r, json_t *list) {
         _cleanup_free_ char *mount_error = NULL;
         struct bk_drill_mount *m = NULL;
         struct drill_args none = { 0 };
@@ -1996,7 +2009,7 @@ static int run_config_drills(struct opts *o, struct cairn_repo *r) {
                         continue;
                 }
                 spec.mountpoint = m ? bk_drill_mount_path(m) : "";
-                status = combine(status, drill_one(o, &spec, m ? NULL : mount_error ? mount_error : "", NULL));
+                status = combine(status, drill_one(o, &spec, m ? NULL : mount_error ? mount_error : "", list));
         }
         (void) bk_drill_mount_stop(m);
         return status;
@@ -2087,7 +2100,7 @@ static int cmd_verify(struct opts *o, int argc, char **argv) {
                                            "comes from the config");
                 if (load_config(o, true) < 0 || open_repo(o, &r) < 0)
                         return EXIT_FAIL;
-                return run_config_drills(o, r);
+                return run_config_drills(o, r, NULL);
         }
         if (optind + 1 != argc)
                 return usage_error("verify", optind >= argc ? "which job?" : "one job at a time");

@@ -177,8 +177,14 @@ metric_is 'cairn_drill_last_status{job="pgdb"}' = 2 "metrics: the drill failed"
 expect 0 "verify pgdb (the config's drill, drill-user postgres, bwrap)" -- "$CAIRN" verify pgdb
 expect 0 "status is healthy again" -- "$CAIRN" status
 expect 0 "cairn run --drills: the backup and then the drill" -- "$CAIRN" run --drills --json
+run_json=$out
 snap2=$(latest_name pgdb)
 test "$snap2" != "$snap"; tap_ok $? "run made a new snapshot ($snap2)"
+echo "$run_json" | SNAP=$snap2 python3 -c '
+import json, os, sys
+j = [x for x in json.load(sys.stdin) if x["job"] == "pgdb"][0]
+assert j["drill"]["result"] == "passed" and j["drill"]["snapshot"] == os.environ["SNAP"], j' 2>&1 | sed 's/^/#   /'
+tap_ok ${PIPESTATUS[1]} "run --drills --json: the job's entry has its drill's result, on the snapshot just made"
 expect 0 "status --json" -- "$CAIRN" status --json
 echo "$out" | SNAP=$snap2 python3 -c '
 import json, os, sys
