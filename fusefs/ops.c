@@ -732,6 +732,7 @@ static void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t
 struct fs_file {
         uint64_t next_off;               /* where a sequential reader reads next; racy hint */
         uint64_t ra_end;                 /* prefetch asked up to here; racy hint */
+        bool tables_asked;               /* segment tables prefetched for a random reader; racy hint */
 };
 
 static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
@@ -905,6 +906,10 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         }
         if (r >= 0 && sequential && ctx->readahead_chunks > 0 && p->last_chunk_end > f->ra_end)
                 prefetch_after(ctx, t, n, f, p->last_chunk_end);
+        if (r >= 0 && !sequential && !f->tables_asked && ctx->readahead_chunks > 0) {
+                f->tables_asked = true;
+                cairn_chunk_cache_prefetch_tables(ctx->cache, n->ref);
+        }
         cairn_index_txn_abort(TAKE_PTR(t));
 
         if (r < 0)

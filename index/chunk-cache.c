@@ -23,6 +23,7 @@
 
 #define N_SHARDS 16
 #define QUEUE_SIZE 64
+#define TABLES_PER_FILE 4096           /* segment tables one prefetch_tables() loads at most */
 #define MIN_BUDGET (16u * 1024 * 1024)
 
 enum entry_state { LOADING, READY, FAILED };
@@ -56,8 +57,9 @@ struct shard {
 };
 
 struct request {
-        uint8_t id[CAIRN_ID_SIZE];
+        uint8_t id[CAIRN_ID_SIZE];       /* a chunk, or a content (tables) */
         size_t len;
+        bool tables;
 };
 
 struct cairn_chunk_cache {
@@ -75,6 +77,7 @@ struct cairn_chunk_cache {
 
         /* statistics: updated with atomics, read without a lock */
         uint64_t hits, misses, prefetched, waits, evictions, errors;
+        uint64_t tables_prefetched;
 };
 
 static struct shard *shard_of(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE]) {
@@ -447,24 +450,63 @@ static bool cached(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE])
         return found;
 }
 
-void cairn_chunk_cache_prefetch(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], size_t len) {
-        if (c->n_workers == 0 || cached(c, id))
-                return;
+static void enqueue(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], size_t len, bool tables) {
         pthread_mutex_lock(&c->qlock);
         if (c->qlen < QUEUE_SIZE && !c->stopping) {
                 /* A request already queued is not queued twice. */
                 bool dup = false;
-                for (size_t i = 0; i < c->qlen && !dup; i++)
-                        dup = memcmp(c->queue[(c->qhead + i) % QUEUE_SIZE].id, id, CAIRN_ID_SIZE) == 0;
+                for (size_t i = 0; i < c->qlen && !dup; i++) {
+                        const struct request *q = &c->queue[(c->qhead + i) % QUEUE_SIZE];
+                        dup = q->tables == tables && memcmp(q->id, id, CAIRN_ID_SIZE) == 0;
+                }
                 if (!dup) {
                         struct request *q = &c->queue[(c->qhead + c->qlen) % QUEUE_SIZE];
                         memcpy(q->id, id, CAIRN_ID_SIZE);
                         q->len = len;
+                        q->tables = tables;
                         c->qlen++;
                         pthread_cond_signal(&c->qcond);
                 }
         }
         pthread_mutex_unlock(&c->qlock);
+}
+
+void cairn_chunk_cache_prefetch(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], size_t len) {
+        if (c->n_workers == 0 || cached(c, id))
+                return;
+        enqueue(c, id, len, false);
+}
+
+void cairn_chunk_cache_prefetch_tables(struct cairn_chunk_cache *c, const uint8_t content_id[CAIRN_ID_SIZE]) {
+        if (c->n_workers == 0 || cairn_codec_segment_size(cairn_repo_codec(c->repo)) == 0)
+                return;
+        enqueue(c, content_id, 0, true);
+}
+
+/* A worker's part of cairn_chunk_cache_prefetch_tables(): the segment
+ * table of each segmented chunk of the content, in file order. */
+static void load_tables(struct cairn_chunk_cache *c, const uint8_t content_id[CAIRN_ID_SIZE]) {
+        _cleanup_(cairn_index_txn_abortp) struct cairn_txn *t = NULL;
+        const struct cairn_codec *codec = cairn_repo_codec(c->repo);
+        uint64_t off = 0;
+
+        if (cairn_index_txn_begin(cairn_repo_index(c->repo), false, &t) < 0)
+                return;
+        for (unsigned n = 0; n < TABLES_PER_FILE && !__atomic_load_n(&c->stopping, __ATOMIC_RELAXED); n++) {
+                struct cairn_content_chunk ch;
+                const struct cairn_chunk *table;
+                uint64_t start;
+
+                if (cairn_index_content_find(t, content_id, off, &ch, &start) < 0 || ch.length == 0)
+                        break;
+                off = start + ch.length;
+                if ((ch.flags & CAIRN_CHUNK_HOLE) || cairn_codec_segments(codec, (size_t) ch.length) == 0)
+                        continue;
+                if (cache_get(c, ch.id, PART_TABLE, (size_t) ch.length, &table) >= 0) {
+                        cairn_chunk_cache_release(c, table);
+                        __atomic_add_fetch(&c->tables_prefetched, 1, __ATOMIC_RELAXED);
+                }
+        }
 }
 
 static void *worker_main(void *userdata) {
@@ -486,6 +528,10 @@ static void *worker_main(void *userdata) {
                 c->qlen--;
                 pthread_mutex_unlock(&c->qlock);
 
+                if (q.tables) {
+                        load_tables(c, q.id);
+                        continue;
+                }
                 if (cached(c, q.id))
                         continue;
                 /* Errors are logged by the read; the reader that needs the
@@ -542,7 +588,7 @@ struct cairn_chunk_cache *cairn_chunk_cache_free(struct cairn_chunk_cache *c) {
         if (!c)
                 return NULL;
         pthread_mutex_lock(&c->qlock);
-        c->stopping = true;
+        __atomic_store_n(&c->stopping, true, __ATOMIC_RELAXED);   /* also read by load_tables() without the lock */
         pthread_cond_broadcast(&c->qcond);
         pthread_mutex_unlock(&c->qlock);
         for (unsigned i = 0; i < c->n_workers; i++)
@@ -573,6 +619,7 @@ void cairn_chunk_cache_get_stats(struct cairn_chunk_cache *c, struct cairn_chunk
                 .waits = __atomic_load_n(&c->waits, __ATOMIC_RELAXED),
                 .evictions = __atomic_load_n(&c->evictions, __ATOMIC_RELAXED),
                 .errors = __atomic_load_n(&c->errors, __ATOMIC_RELAXED),
+                .tables_prefetched = __atomic_load_n(&c->tables_prefetched, __ATOMIC_RELAXED),
                 .max_bytes = c->shard_budget * N_SHARDS,
         };
         for (size_t i = 0; i < N_SHARDS; i++) {

@@ -44,6 +44,7 @@ struct cairn_chunk {
 
 struct cairn_chunk_cache_stats {
         uint64_t hits, misses, prefetched, waits, evictions, errors;
+        uint64_t tables_prefetched;  /* segment tables loaded by prefetch_tables() */
         uint64_t bytes;          /* decoded bytes held now */
         uint64_t max_bytes;      /* the budget */
 };
@@ -80,5 +81,11 @@ void cairn_chunk_cache_release(struct cairn_chunk_cache *c, const struct cairn_c
 /* Ask a worker to decode chunk @id (@len bytes) into the cache unless it
  * is there already.  Never blocks. */
 void cairn_chunk_cache_prefetch(struct cairn_chunk_cache *c, const uint8_t id[CAIRN_ID_SIZE], size_t len);
+
+/* For a file read at random: ask a worker to load the segment table of
+ * each of content @content_id's segmented chunks (the first 4096), so
+ * that a first read in a chunk costs one read of its segment, not two.
+ * Never blocks; dropped when the queue is full. */
+void cairn_chunk_cache_prefetch_tables(struct cairn_chunk_cache *c, const uint8_t content_id[CAIRN_ID_SIZE]);
 
 void cairn_chunk_cache_get_stats(struct cairn_chunk_cache *c, struct cairn_chunk_cache_stats *ret);

@@ -9,6 +9,8 @@
 
 #include "chunk-cache.h"
 #include "codec.h"
+#include "lmdb-index.h"
+#include "tree.h"
 #include "log.h"
 #include "repo.h"
 #include "store.h"
@@ -218,6 +220,44 @@ int main(void) {
            "is the whole chunk (stored whole, not in segments)");
         cairn_chunk_cache_release(cache, c);
         cache = cairn_chunk_cache_free(cache);
+
+        /* ---- a random reader's segment tables, loaded ahead ---- */
+        {
+                struct cairn_content_chunk chunks[5];
+                uint8_t content[CAIRN_ID_SIZE] = { 0xc0, 0x47 };
+                struct cairn_txn *t = NULL;
+                uint64_t misses;
+
+                for (int i = 0; i < 5; i++) {
+                        memcpy(chunks[i].id, ids[40 + i], CAIRN_ID_SIZE);
+                        chunks[i].length = CHUNK;
+                        chunks[i].flags = 0;
+                }
+                if (cairn_index_txn_begin(cairn_repo_index(r), true, &t) < 0 ||
+                    cairn_index_content_put(t, content, chunks, 5) < 0 || cairn_index_txn_commit(t) < 0)
+                        BAIL_OUT("cannot add a content");
+                is(cairn_chunk_cache_new(r, 64u << 20, 2, &cache), 0, "a cache with workers");
+                cairn_chunk_cache_prefetch_tables(cache, content);
+                for (int w = 0; w < 500; w++) {
+                        cairn_chunk_cache_get_stats(cache, &st);
+                        if (st.tables_prefetched >= 5)
+                                break;
+                        usleep(10000);
+                }
+                is(st.tables_prefetched, 5, "the segment tables of a file's 5 chunks are loaded ahead");
+                misses = st.misses;
+                bad = 0;
+                for (int i = 0; i < 5; i++) {
+                        if (cairn_chunk_cache_get_part(cache, ids[40 + i], CHUNK, 400000, &c) < 0 ||
+                            !piece_right(c, 40 + i, 400000))
+                                bad++;
+                        cairn_chunk_cache_release(cache, c);
+                }
+                is(bad, 0, "then a segment of each reads right");
+                cairn_chunk_cache_get_stats(cache, &st);
+                is(st.misses - misses, 5, "with one miss each: the segment (its table was there)");
+                cache = cairn_chunk_cache_free(cache);
+        }
 
         /* ---- damage: one flipped byte inside chunk 10 ---- */
         {
