@@ -342,6 +342,12 @@ static int encode_segmented(const struct cairn_codec *c, struct codec_thread *t,
                         put_le32(entry, (uint32_t) body_len);
                 }
                 pos += body_len;
+                /* A first segment that compresses this well predicts a
+                 * chunk stored whole: skip compressing the others twice. */
+                if (i == 0 && n > 1 && body_len * SEG_WHOLE_RATIO < piece_len) {
+                        *ret_stored_len = 0;
+                        return 1;
+                }
         }
         *ret_stored_len = pos;
         return 0;
@@ -363,7 +369,7 @@ int cairn_codec_encode(const struct cairn_codec *c, const uint8_t id[CAIRN_ID_SI
 
         if (cairn_codec_segments(c, raw_len) > 0) {
                 r = encode_segmented(c, t, id, raw, raw_len, out, ret_stored_len);
-                if (r < 0 || *ret_stored_len * SEG_WHOLE_RATIO >= raw_len) {
+                if (r < 0 || (r == 0 && *ret_stored_len * SEG_WHOLE_RATIO >= raw_len)) {
                         scratch_trim(t);
                         return r;
                 }
