@@ -138,21 +138,38 @@ def body(b):
     if b[:1] == b'\x00':
         return b[1:]
     return subprocess.run(['zstd', '-dc'], input=b[1:], capture_output=True, check=True).stdout
+# Blobs over the config's segment-size may be stored as segments (magic,
+# then a {len, check} per segment, then the bodies): FORMAT.md.
+seg = 0
+for line in open(os.path.join(repo, 'config')):
+    if line.startswith('segment-size'):
+        seg = int(line.split('=')[1])
+def decode(b, raw):
+    if seg and raw > seg and b[:4] == b'\xc5SG\x01':
+        n, out = (raw + seg - 1) // seg, b''
+        pos = 4 + 20 * n
+        for i in range(n):
+            l = int.from_bytes(b[4 + 20 * i:8 + 20 * i], 'little')
+            out += body(b[pos:pos + l])
+            pos += l
+        assert len(out) == raw
+        return out
+    return body(b)
 seen = set()
 for top in ('packs', 'snapshots'):
     for d, _, files in os.walk(os.path.join(repo, top)):
         for f in files:
             data = open(os.path.join(d, f), 'rb').read()
             if top == 'snapshots':
-                blobs = [body(data[12:])]
+                blobs = [decode(data[12:], int.from_bytes(data[8:12], 'little'))]
             else:
-                tlen = int.from_bytes(data[-16:-12], 'little')
-                trailer = body(data[-48 - tlen:-48])
+                tlen, traw = int.from_bytes(data[-16:-12], 'little'), int.from_bytes(data[-12:-8], 'little')
+                trailer = decode(data[-48 - tlen:-48], traw)
                 blobs = []
                 for i in range(int.from_bytes(trailer[:4], 'little')):
                     e = trailer[4 + 49 * i:4 + 49 * (i + 1)]
                     off, st = int.from_bytes(e[33:41], 'little'), int.from_bytes(e[41:45], 'little')
-                    blobs.append(body(data[off:off + st]))
+                    blobs.append(decode(data[off:off + st], int.from_bytes(e[45:49], 'little')))
             for b in blobs:
                 seen.update(m for m in markers if m in b)
 for m in markers:
