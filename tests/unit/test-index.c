@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -784,6 +785,66 @@ static void cleanup_dir(void) {
         rmdir(dir);
 }
 
+
+/* cairn_index_warm() reads data.mdb's layout itself (a hint for the
+ * mount): on the real file, and on damaged copies of it, it must neither
+ * crash nor read out of bounds (ASan builds run this too). */
+static void test_warm(void) {
+        static const char *const tables[] = { "snapshots", "trees", "chunks", "contents" };
+        static const bool leaves[] = { true, false, true, false };
+        _cleanup_free_ char *src = NULL, *copy_dir = NULL, *copy = NULL;
+        _cleanup_free_ uint8_t *orig = NULL;
+        bool stop = false;
+        size_t len = 0;
+        uint64_t seed = 12345;
+        int fd, runs = 0;
+
+        if (asprintf(&src, "%s/data.mdb", dir) < 0 || asprintf(&copy_dir, "%s/warm", dir) < 0 ||
+            asprintf(&copy, "%s/warm/data.mdb", dir) < 0 || mkdir(copy_dir, 0700) < 0)
+                BAIL_OUT("cannot set up the warm-up test");
+        if (read_file_at(AT_FDCWD, src, 1u << 30, (char **) &orig, &len) < 0 || len < 8192)
+                BAIL_OUT("cannot read data.mdb");
+
+        cairn_index_warm(dir, tables, leaves, ELEMENTSOF(tables));
+        ok(1, "warming a real index (%zu bytes) returns", len);
+        is(cairn_index_prefetch(idx, UINT64_MAX, &stop), 1, "the whole index is read into the page cache");
+        is(cairn_index_prefetch(idx, 4096, &stop), 0, "not when it is over the limit");
+        cairn_index_warm(copy_dir, tables, leaves, ELEMENTSOF(tables));
+        ok(1, "warming a directory without data.mdb returns");
+
+        /* Truncated copies, then copies with a few bytes changed: most
+         * in the two meta pages and the first pages (the main DB and the
+         * tables' roots), some anywhere. */
+        for (size_t cut = 0; cut < 12; cut++) {
+                size_t n = (size_t[]) { 0, 1, 100, 4095, 4096, 4097, 8191, 8192, 8193, 12288, len / 2, len - 1 }[cut];
+                fd = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                if (fd < 0 || (n && write(fd, orig, n) != (ssize_t) n) || close(fd) < 0)
+                        BAIL_OUT("cannot write a copy");
+                cairn_index_warm(copy_dir, tables, leaves, ELEMENTSOF(tables));
+                runs++;
+        }
+        for (int i = 0; i < 400; i++) {
+                uint8_t *bad = malloc(len);
+                if (!bad)
+                        BAIL_OUT("out of memory");
+                memcpy(bad, orig, len);
+                for (int k = 0; k < 1 + i % 8; k++) {
+                        seed = seed * 6364136223846793005u + 1442695040888963407u;
+                        size_t at = (seed >> 33) % (i % 4 == 3 ? len : MIN(len, (size_t) 16 * 4096));
+                        bad[at] = i % 2 ? (uint8_t) (seed >> 17) : 0xff;
+                }
+                fd = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                if (fd < 0 || write(fd, bad, len) != (ssize_t) len || close(fd) < 0)
+                        BAIL_OUT("cannot write a copy");
+                free(bad);
+                cairn_index_warm(copy_dir, tables, leaves, ELEMENTSOF(tables));
+                runs++;
+        }
+        is(runs, 412, "warming 12 truncated and 400 damaged copies returns every time");
+        (void) unlink(copy);
+        (void) rmdir(copy_dir);
+}
+
 int main(void) {
         const char *base = getenv("CAIRN_TEST_TMPDIR");
 
@@ -799,6 +860,7 @@ int main(void) {
         int before = atomic_load(&logged_errors);
         test_persistence();
         test_concurrency();
+        test_warm();
         is(atomic_load(&logged_errors), before, "no errors were logged by reopening or concurrent use");
 
         idx = cairn_index_free(idx);
