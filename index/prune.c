@@ -879,9 +879,16 @@ static int prune_index(struct cairn_repo *r, const struct cairn_prune_options *o
         struct sweep sw = { 0 };
         int k;
 
-        k = cairn_index_txn_begin(cairn_repo_index(r), false, &t);
+        /* A dry run plans with the orphan snapshot files adopted, as a prune
+         * would (cairn_prune), in a write transaction that is aborted. */
+        k = cairn_index_txn_begin(cairn_repo_index(r), o->dry_run, &t);
         if (k < 0)
                 return k;
+        if (o->dry_run) {
+                k = cairn_snapshot_adopt_orphans_txn(r, t, true, NULL);
+                if (k < 0)
+                        return k;
+        }
         m.t = t;
         k = mark_all(&m);
         if (k >= 0 && !o->dry_run)
@@ -944,7 +951,8 @@ int cairn_prune(struct cairn_repo *r, const struct cairn_prune_options *o, struc
                 cairn_prune_options_default(&defaults);
                 o = &defaults;
         }
-        /* A snapshot file without a row names data too (prune.h). */
+        /* A snapshot file without a row names data too (prune.h); a dry
+         * run adopts them in its own transaction (prune_index). */
         k = o->dry_run ? 0 : cairn_snapshot_adopt_orphans(r, NULL);
         if (k >= 0)
                 k = prune_index(r, o, &orphan_packs, &st);

@@ -381,9 +381,8 @@ static int key_taken_cb(const char *job, int64_t start_ns, const uint8_t id[CAIR
         return 1;
 }
 
-int cairn_snapshot_adopt_orphans(struct cairn_repo *r, unsigned *ret_n) {
+int cairn_snapshot_adopt_orphans_txn(struct cairn_repo *r, struct cairn_txn *t, bool dry_run, unsigned *ret_n) {
         _cleanup_free_ uint8_t (*ids)[CAIRN_ID_SIZE] = NULL;
-        _cleanup_(cairn_index_txn_abortp) struct cairn_txn *t = NULL;
         struct cairn_idset rows = { 0 };
         unsigned adopted = 0;
         size_t n;
@@ -392,9 +391,7 @@ int cairn_snapshot_adopt_orphans(struct cairn_repo *r, unsigned *ret_n) {
         k = cairn_snapshot_list_files(r, &ids, &n);
         if (k < 0)
                 return k;
-        k = cairn_index_txn_begin(cairn_repo_index(r), true, &t);
-        if (k >= 0)
-                k = cairn_index_snapshot_foreach(t, NULL, row_id_cb, &rows);
+        k = cairn_index_snapshot_foreach(t, NULL, row_id_cb, &rows);
         for (size_t i = 0; k >= 0 && i < n; i++) {
                 _cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
                 _cleanup_free_ char *json = NULL;
@@ -427,16 +424,40 @@ int cairn_snapshot_adopt_orphans(struct cairn_repo *r, unsigned *ret_n) {
                 k = cairn_index_snapshot_put(t, s->job, s->start_ns, ids[i], json, len);
                 if (k < 0)
                         break;
-                log_warning("Snapshot %s/%s (%.8s) had a file but no row in the index (a backup or forget was "
-                            "interrupted); its row is back", s->job, when, hex);
+                if (dry_run)
+                        log_warning("Snapshot %s/%s (%.8s) has a file but no row in the index (a backup or forget "
+                                    "was interrupted); prune would give it its row back and keep its data",
+                                    s->job, when, hex);
+                else
+                        log_warning("Snapshot %s/%s (%.8s) had a file but no row in the index (a backup or forget "
+                                    "was interrupted); its row is back", s->job, when, hex);
                 adopted++;
         }
         cairn_idset_release(&rows);
-        if (k >= 0 && adopted > 0)
-                k = cairn_index_txn_commit(TAKE_PTR(t));
         if (k < 0)
                 return log_error_errno(k, "Cannot give snapshot files of %s their index rows back: %m",
                                        cairn_repo_path(r));
+        if (ret_n)
+                *ret_n = adopted;
+        return 0;
+}
+
+int cairn_snapshot_adopt_orphans(struct cairn_repo *r, unsigned *ret_n) {
+        _cleanup_(cairn_index_txn_abortp) struct cairn_txn *t = NULL;
+        unsigned adopted = 0;
+        int k;
+
+        k = cairn_index_txn_begin(cairn_repo_index(r), true, &t);
+        if (k >= 0)
+                k = cairn_snapshot_adopt_orphans_txn(r, t, false, &adopted);
+        if (k >= 0 && adopted > 0) {
+                k = cairn_index_txn_commit(TAKE_PTR(t));
+                if (k < 0)
+                        return log_error_errno(k, "Cannot give snapshot files of %s their index rows back: %m",
+                                               cairn_repo_path(r));
+        }
+        if (k < 0)
+                return k;
         if (ret_n)
                 *ret_n = adopted;
         return 0;

@@ -88,6 +88,11 @@ int cairn_snapshot_list_files(struct cairn_repo *r, uint8_t (**ret)[CAIRN_ID_SIZ
  * files are skipped (`cairn check` reports them).  *ret_n (may be NULL):
  * how many rows were added.  -ENOMEM, -EIO, -ENOSPC. */
 int cairn_snapshot_adopt_orphans(struct cairn_repo *r, unsigned *ret_n);
+/* The same inside write transaction @t, which the caller commits or
+ * aborts; @dry_run only changes the words of the warnings (a prune
+ * --dry-run adopts in a transaction it aborts, so that what it plans is
+ * what a prune would do). */
+int cairn_snapshot_adopt_orphans_txn(struct cairn_repo *r, struct cairn_txn *t, bool dry_run, unsigned *ret_n);
 
 /* Delete a snapshot's file and index row. */
 int cairn_snapshot_forget(struct cairn_repo *r, const struct cairn_snapshot *s, const uint8_t id[CAIRN_ID_SIZE]);

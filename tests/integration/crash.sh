@@ -215,6 +215,30 @@ crash "$T/base" forget.file-deleted forget "$CAIRN" forget app
 crash "$T/base" forget.row-deleted:2 forget "$CAIRN" forget app
 crash "$T/base" forget.file-deleted:2 forget "$CAIRN" forget --prune app
 
+# ---- prune --dry-run after an interrupted forget plans what prune does ----
+# forget dies after deleting s1's row: s1's file is left without a row.  A
+# prune gives it its row back first and keeps its data; the dry run must
+# plan the same, and change nothing.
+rm -rf "$REPO"; cp -a "$T/base" "$REPO"
+CAIRN_FAULT=forget.row-deleted "$CAIRN" forget app >/dev/null 2>&1
+before=$(listed_ids)
+case " $before " in *" ${ID[1]} "*) tap_ok 1 "an interrupted forget left s1 without a row";; *) tap_ok 0 "an interrupted forget left s1 without a row";; esac
+"$CAIRN" prune --dry-run --json > "$T/dry2.json" 2>"$T/dry2.err"; st=$?
+tap_ok $st "prune --dry-run (exit $st)"
+grep -q "prune would give it its row back" "$T/dry2.err"; tap_ok $? "the dry run says the snapshot file would get its row back"
+test "$(listed_ids)" = "$before"; tap_ok $? "and changes nothing (s1 still has no row)"
+"$CAIRN" prune --json > "$T/real2.json" 2>/dev/null; st=$?
+tap_ok $st "prune (exit $st)"
+python3 - "$T/dry2.json" "$T/real2.json" <<'PY'
+import json, sys
+d, r = (json.load(open(p)) for p in sys.argv[1:3])
+keys = ("packs_deleted", "packs_repacked", "bytes_freed")
+print("# dry run:", {k: d[k] for k in keys}, "prune:", {k: r[k] for k in keys})
+sys.exit(0 if all(d[k] == r[k] for k in keys) else 1)
+PY
+tap_ok $? "the dry run planned exactly what the prune did"
+verify "dry run after an interrupted forget" 1
+
 # ---- prune (of the forgotten base: one pack to delete, one to repack) ----
 P=$T/base-forgotten
 crash "$P" prune.after-mark prune "$CAIRN" prune
