@@ -78,7 +78,10 @@ backup_loop() {
                 i=$((i + 1))
                 head -c 1500000 /dev/urandom > "$C/d$i.bin"
                 rm -f "$C/d$((i - 3)).bin"
-                printf 'round %d\n' "$i" >> "$C/sub/c$((i % 10 + 1)).txt"
+                # c1/c2 in turn: a round's pack holds d$i and that file's
+                # blob, both unused a few rounds later, so prunes delete
+                # whole packs (not only repack) even in a short, slow soak.
+                printf 'round %d\n' "$i" >> "$C/sub/c$((i % 2 + 1)).txt"
                 runc backup "$CAIRN" backup churn; st=$?
                 if [ $st -eq 0 ]; then
                         ok=$((ok + 1))
