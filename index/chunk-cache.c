@@ -288,7 +288,7 @@ static int load_segment(struct cairn_chunk_cache *c, struct entry *e) {
                 k = cairn_pack_read_segment(cairn_repo_fd(c->repo), codec, head.loc.pack, e->id, head.loc.offset,
                                             head.loc.stored_len, head.loc.raw_len, table->data + sizeof head,
                                             e->part, buf);
-                if (k < 0)
+                if (k == -ENOENT)        /* the pack is gone: the location is stale */
                         entry_kill(c, table);
                 cairn_chunk_cache_release(c, table);
         }

@@ -19,6 +19,7 @@
 #define SCRATCH_KEEP_MAX (16u * 1024 * 1024)
 
 #define SEG_CHECK_SIZE 16   /* unencrypted: truncated SHA-256 per segment */
+#define SEG_MAGIC_SIZE 4    /* the first bytes of a segmented blob (below) */
 #define SEG_OVERHEAD 21     /* per segment: len(4) + body marker(1) + tag or check(16) */
 
 /* The first bytes of a segmented blob.  A whole blob never starts so: its

@@ -64,7 +64,6 @@ struct cairn_codec;
 #define CAIRN_SEGMENT_DEFAULT (64u * 1024)
 #define CAIRN_SEGMENT_MIN (16u * 1024)
 #define CAIRN_SEGMENT_MAX (8u * 1024 * 1024)
-#define SEG_MAGIC_SIZE 4
 bool cairn_codec_segment_size_valid(uint32_t size);
 
 /* @enc_key and @id_key: NULL for an unencrypted repository (both or

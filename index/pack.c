@@ -484,6 +484,20 @@ static int location_check(const struct cairn_codec *codec, const char *hex, cons
         return 0;
 }
 
+/* The ids as hex (for messages), the location checked, the pack open. */
+static int blob_open(int repo_fd, const struct cairn_codec *codec, const uint8_t pack_id[CAIRN_ID_SIZE],
+                     const uint8_t blob_id[CAIRN_ID_SIZE], uint64_t offset, uint32_t stored_len, uint32_t raw_len,
+                     char hex[HEX_ID_SIZE], char blob_hex[HEX_ID_SIZE], int *ret_fd) {
+        int r;
+
+        hex_encode(pack_id, CAIRN_ID_SIZE, hex);
+        hex_encode(blob_id, CAIRN_ID_SIZE, blob_hex);
+        r = location_check(codec, hex, blob_hex, offset, stored_len, raw_len);
+        if (r < 0)
+                return r;
+        return pack_open(repo_fd, pack_id, hex, ret_fd);
+}
+
 int cairn_pack_read_blob(int repo_fd, const struct cairn_codec *codec, const uint8_t pack_id[CAIRN_ID_SIZE],
                          const uint8_t blob_id[CAIRN_ID_SIZE], uint64_t offset, uint32_t stored_len,
                          void *out, uint32_t raw_len) {
@@ -492,16 +506,9 @@ int cairn_pack_read_blob(int repo_fd, const struct cairn_codec *codec, const uin
         char hex[HEX_ID_SIZE], blob_hex[HEX_ID_SIZE];
         int r;
 
-        hex_encode(pack_id, CAIRN_ID_SIZE, hex);
-        hex_encode(blob_id, CAIRN_ID_SIZE, blob_hex);
-
-        r = location_check(codec, hex, blob_hex, offset, stored_len, raw_len);
+        r = blob_open(repo_fd, codec, pack_id, blob_id, offset, stored_len, raw_len, hex, blob_hex, &fd);
         if (r < 0)
                 return r;
-        r = pack_open(repo_fd, pack_id, hex, &fd);
-        if (r < 0)
-                return r;
-
         stored = malloc(stored_len);
         if (!stored)
                 return -ENOMEM;
@@ -526,14 +533,9 @@ int cairn_pack_read_header(int repo_fd, const struct cairn_codec *codec, const u
         size_t size = MIN(cairn_codec_header_size(codec, raw_len), (size_t) stored_len);
         int r;
 
-        hex_encode(pack_id, CAIRN_ID_SIZE, hex);
-        hex_encode(blob_id, CAIRN_ID_SIZE, blob_hex);
         if (size == 0)
                 return -EINVAL;
-        r = location_check(codec, hex, blob_hex, offset, stored_len, raw_len);
-        if (r < 0)
-                return r;
-        r = pack_open(repo_fd, pack_id, hex, &fd);
+        r = blob_open(repo_fd, codec, pack_id, blob_id, offset, stored_len, raw_len, hex, blob_hex, &fd);
         if (r < 0)
                 return r;
         r = pread_exact(fd, hex, out, size, offset);
@@ -552,18 +554,13 @@ int cairn_pack_read_segment(int repo_fd, const struct cairn_codec *codec, const 
         size_t at, len;
         int r;
 
-        hex_encode(pack_id, CAIRN_ID_SIZE, hex);
-        hex_encode(blob_id, CAIRN_ID_SIZE, blob_hex);
-        r = location_check(codec, hex, blob_hex, offset, stored_len, raw_len);
+        r = blob_open(repo_fd, codec, pack_id, blob_id, offset, stored_len, raw_len, hex, blob_hex, &fd);
         if (r < 0)
                 return r;
         r = cairn_codec_segment_locate(codec, blob_id, raw_len, stored_len, header, i, &at, &len);
         if (r == -EBADMSG)
                 return log_error_errno(r, "Pack %s: blob %s at offset %" PRIu64 " has a damaged segment table",
                                        hex, blob_hex, offset);
-        if (r < 0)
-                return r;
-        r = pack_open(repo_fd, pack_id, hex, &fd);
         if (r < 0)
                 return r;
         /* One segment is all a random reader wants: no readahead around it. */
