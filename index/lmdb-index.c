@@ -58,6 +58,7 @@ struct cairn_index {
 struct cairn_txn {
         MDB_txn *txn;
         struct cairn_index *idx;
+        bool write;
 };
 
 /* Walks one directory.  It owns an MDB cursor of its transaction, and for
@@ -427,8 +428,35 @@ int cairn_index_txn_begin(struct cairn_index *idx, bool write, struct cairn_txn 
                 return mdb_errno(rc, "mdb_txn_begin");
         }
         t->idx = idx;
+        t->write = write;
         *ret = t;
         return 0;
+}
+
+/* LMDB does not write the pages a transaction allocated and freed again
+ * ("loose" pages): after such a commit the file can end before the last
+ * page the meta page counts, which the open-time check takes for a
+ * truncated file.  Grow the file to that size (posix_fallocate never
+ * shrinks it, so a writer that grew it since is safe). */
+static void index_pad_file(struct cairn_index *idx) {
+        MDB_envinfo info;
+        MDB_stat mst;
+        struct stat st;
+        uint64_t need;
+        int fd, k;
+
+        if (mdb_env_info(idx->env, &info) != 0 || mdb_env_stat(idx->env, &mst) != 0 ||
+            mdb_env_get_fd(idx->env, &fd) != 0 || fstat(fd, &st) < 0)
+                return;
+        need = ((uint64_t) info.me_last_pgno + 1) * mst.ms_psize;
+        if ((uint64_t) st.st_size >= need)
+                return;
+        k = posix_fallocate(fd, st.st_size, (off_t) (need - (uint64_t) st.st_size));
+        if (k != 0)
+                log_warning("Cannot grow the index file to %" PRIu64 " bytes: %s", need, strerror(k));
+        else
+                log_debug("Grew the index file from %" PRIu64 " to %" PRIu64 " bytes (pages LMDB left unwritten)",
+                          (uint64_t) st.st_size, need);
 }
 
 /* Is the filesystem of the index (nearly) full?  A write that came up
@@ -444,12 +472,15 @@ static bool index_fs_full(struct cairn_index *idx) {
 
 int cairn_index_txn_commit(struct cairn_txn *t) {
         struct cairn_index *idx = t->idx;
+        bool write = t->write;
         int rc;
 
         cairn_fault_point("index.before-commit");
         /* LMDB frees the txn whether or not the commit succeeds. */
         rc = mdb_txn_commit(t->txn);
         free(t);
+        if (rc == 0 && write)
+                index_pad_file(idx);
         if (rc == 0)
                 cairn_fault_point("index.after-commit");
         /* LMDB turns a short write into EIO: on a full filesystem (a
